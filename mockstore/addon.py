@@ -1,0 +1,229 @@
+"""The mockstore addon: options, hooks and commands, delegating to the library.
+
+It lives in the package (not only in addons/) so that `mockstore serve` can load the very
+same object into its lean master; `addons/mockstore.py` is the script for `mitmdump -s`.
+One addon object does all the dispatch: mitmproxy offers every event to every addon, and
+that dispatch is most of its per-request cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from mitmproxy import command, ctx, exceptions, flow, http
+
+from . import flows, upstream
+from .answer import Answer, Responder
+from .learn import Learner
+from .model import Model
+from .store import Store, StoreError
+
+log = logging.getLogger("mockstore")
+
+MODES = ("learn", "mock", "failover", "replay")
+MOCK_HEADER = "X-Mock-Enabled"
+INLINE_LEARN_LIMIT = 64 * 1024  # bytes; larger bodies are learned on a worker thread
+PERSIST_INTERVAL = 1.0  # seconds between handing model changes to the writer
+
+
+class MockStore:
+    def __init__(self):
+        self.store: Store | None = None
+        self.model: Model | None = None
+        self.learner: Learner | None = None
+        self.responder: Responder | None = None
+        self.db_path: str | None = None
+        self.learn_lock = threading.Lock()
+        self._persister: asyncio.Task | None = None
+        self._warned: set[str] = set()
+
+    # --- options -----------------------------------------------------------------------
+
+    def load(self, loader):
+        loader.add_option("mock_mode", str, "learn", "learn | mock | failover | replay.", choices=MODES)
+        loader.add_option("mock_db", str, "./mockstore.db", "The SQLite store.")
+        loader.add_option("mock_seed", int, 0, "Seed for synthesis, simulated latency and chaos.")
+        loader.add_option("mock_latency", str, "learned", "Simulated latency of mocked answers: learned | none.", choices=("learned", "none"))
+        loader.add_option("mock_redact", bool, True, "Redact secrets (Authorization, cookies, API keys, token parameters) before storing.")
+        loader.add_option("mock_max_body", int, 1024 * 1024, "Bytes of a body learned and recorded; larger bodies pass through unlearned.")
+        loader.add_option("mock_upstream_timeout", float, 10.0, "Seconds to wait for the real API in failover mode before answering from mockstore.")
+        loader.add_option("mock_worker", int, 0, "Worker slot (0-15) when several proxy processes share one store.")
+
+    def configure(self, updated):
+        o = ctx.options
+        if "mock_max_body" in updated and o.mock_max_body <= 0:
+            raise exceptions.OptionsError(f"mock_max_body must be a positive number of bytes, not {o.mock_max_body}")
+        if "mock_upstream_timeout" in updated and o.mock_upstream_timeout <= 0:
+            raise exceptions.OptionsError(f"mock_upstream_timeout must be positive seconds, not {o.mock_upstream_timeout}")
+        if "mock_worker" in updated and not 0 <= o.mock_worker <= 15:
+            raise exceptions.OptionsError(f"mock_worker must be 0-15, not {o.mock_worker}")
+        if "mock_db" in updated and o.mock_db != self.db_path:
+            self._open(o.mock_db, o.mock_worker)
+        if self.model is not None and updated & {"mock_db", "mock_seed", "mock_latency", "mock_redact"}:
+            self.learner = Learner(self.model, self.store, redacting=o.mock_redact)
+            self.responder = Responder(
+                self.model, self.store, seed=o.mock_seed, latency=o.mock_latency == "learned", redacting=o.mock_redact
+            )
+
+    def _open(self, path: str, slot: int) -> None:
+        try:
+            store = Store(path)
+            model = Model.load(store.db, slot=slot)
+        except StoreError as e:
+            raise exceptions.OptionsError(f"mock_db: {e}") from None
+        self.close()
+        self.store, self.model, self.db_path = store, model, path
+        log.info(f"mockstore: {path}: {len(model.endpoints)} endpoints, {len(model.recorded)} recorded requests")
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def running(self):
+        if self._persister is None:
+            self._persister = asyncio.get_running_loop().create_task(self._persist_forever())
+
+    def done(self):
+        if self._persister is not None:
+            self._persister.cancel()
+        self.close()
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.persist()
+            self.store.close()
+            self.store = None
+
+    def persist(self) -> None:
+        if self.model is not None and self.store is not None:
+            write = self.model.persist()
+            if write is not None:
+                self.store.submit(write)
+
+    async def _persist_forever(self):
+        while True:
+            await asyncio.sleep(PERSIST_INTERVAL)
+            try:
+                self.persist()
+            except Exception:  # never let the timer die
+                log.exception("mockstore: persisting the model failed")
+
+    # --- hooks -------------------------------------------------------------------------
+
+    async def request(self, f: http.HTTPFlow) -> None:
+        if f.response is not None or self.responder is None:
+            return
+        override = f.request.headers.pop(MOCK_HEADER, None)
+        mode = ctx.options.mock_mode
+        if override is not None:
+            wanted = override.strip().lower() in ("1", "true", "yes", "on")
+            if wanted and mode not in ("mock", "replay"):
+                mode = "mock"
+            elif not wanted:
+                mode = "learn"
+        if mode == "learn" or _is_upgrade(f):
+            return
+        if mode == "failover":
+            await self._failover(f)
+        else:
+            await self._answer(f, exact_only=mode == "replay")
+
+    async def _answer(self, f: http.HTTPFlow, *, exact_only: bool = False, prefix: str = "", note: str = "") -> None:
+        req, problem = flows.to_request(f.request, ctx.options.mock_max_body)
+        if problem:
+            self._warn_once(f"request body: {problem}")
+        answer: Answer | None = None if exact_only else self.responder.exact_cached(req)
+        if answer is None:
+            answer = await asyncio.to_thread(self.responder.answer, req, exact_only=exact_only)
+        if answer.delay_ms > 0:
+            await asyncio.sleep(answer.delay_ms / 1000)
+        flows.respond(f, answer.response, prefix + answer.source, note)
+        if answer.endpoint:
+            f.metadata[flows.META_KEY]["endpoint"] = answer.endpoint
+
+    async def _failover(self, f: http.HTTPFlow) -> None:
+        r = f.request
+        started = time.time()
+        try:
+            status, headers, body = await asyncio.to_thread(
+                upstream.forward, r.method, r.scheme, r.host, r.port, r.path,
+                list(r.headers.items(multi=True)), r.raw_content or b"",
+                timeout=ctx.options.mock_upstream_timeout, verify=not ctx.options.ssl_insecure,
+            )
+        except upstream.UpstreamError as e:
+            await self._answer(f, prefix="failover-", note=str(e))
+            return
+        f.response = http.Response.make(status, body, http.Headers([(k.encode(), v.encode()) for k, v in headers]))
+        f.response.timestamp_start = started
+        f.metadata[flows.META_KEY] = {"forwarded": True, "duration_ms": (time.time() - started) * 1000}
+
+    async def response(self, f: http.HTTPFlow) -> None:
+        meta = f.metadata.get(flows.META_KEY, {})
+        if "source" in meta or self.learner is None or f.is_replay == "response":
+            return  # ours, never learned from
+        ex, problem = flows.to_exchange(f, ctx.options.mock_max_body)
+        if "duration_ms" in meta:
+            ex.duration_ms = meta["duration_ms"]
+        if problem:
+            self._warn_once(problem)
+        big = len(ex.request.body) + len(ex.response.body) > INLINE_LEARN_LIMIT
+        if not big and self.learn_lock.acquire(blocking=False):
+            try:
+                learned = self.learner.learn(ex, record_body=problem is None)
+            finally:
+                self.learn_lock.release()
+        else:
+            learned = await asyncio.to_thread(self._learn_locked, ex, problem is None)
+        for alert in learned.alerts:
+            flows.mark(f, "drift", alert.summary)
+            log.warning(f"mockstore drift: {learned.endpoint.id}: {alert.summary}")
+        if ctx.options.mock_mode == "failover" and f.response.status_code >= 500:
+            await self._answer(f, prefix="failover-", note=f"upstream answered {f.response.status_code}")
+
+    def _learn_locked(self, ex, record_body: bool):
+        with self.learn_lock:
+            return self.learner.learn(ex, record_body=record_body)
+
+    def _warn_once(self, message: str) -> None:
+        kind = message.split(":")[0][:60]
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning(f"mockstore: not learning a body ({message}); the flow passes through untouched")
+
+    # --- commands ----------------------------------------------------------------------
+
+    @command.command("mockstore.endpoints")
+    def endpoints(self) -> Sequence[str]:
+        """The learned endpoints: template, count, p50/p95 latency, status mix."""
+        out = []
+        for ep in sorted(self.model.endpoints.values(), key=lambda e: e.id):
+            s = ep.stats
+            out.append(f"{ep.id}  n={s.count} p50={s.percentile(50) or 0:.1f}ms p95={s.percentile(95) or 0:.1f}ms statuses={dict(s.statuses)}")
+        return out
+
+    @command.command("mockstore.flush")
+    def flush(self) -> None:
+        """Write everything learned so far to the store now."""
+        self.persist()
+        self.store.flush()
+
+    @command.command("mockstore.rewind")
+    def rewind(self) -> None:
+        """Replay recorded sequences from their first recording again."""
+        self.model.reset_cursors()
+
+    @command.command("mockstore.mode")
+    def mode(self, mode: str) -> None:
+        """Switch the mode: learn | mock | failover | replay."""
+        ctx.options.update(mock_mode=mode)
+
+    @command.command("mockstore.source")
+    def source(self, flows_: Sequence[flow.Flow]) -> Sequence[str]:
+        """Where each flow's response came from (real, recorded, synthesized, ...)."""
+        return [f.metadata.get(flows.META_KEY, {}).get("source", "real") for f in flows_]
+
+
+def _is_upgrade(f: http.HTTPFlow) -> bool:
+    return "upgrade" in f.request.headers.get("connection", "").lower()

@@ -1,0 +1,236 @@
+"""Standing in for the API: the answer to one request, first that applies:
+
+1. the recorded exchange that matches exactly (several recordings of one request replay in
+   recorded order, then the last one stays);
+2. the closest recording of the same endpoint, with the request's own values carried into
+   the response where the recording echoed its request;
+3. a body synthesized from the learned schema;
+4. a 404 that says nothing is known and names the closest endpoints.
+
+`exact_cached` is the event-loop fast path (memory only); `answer` may read the store and
+synthesize, so the addon runs it on a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import zlib
+from dataclasses import dataclass
+
+from . import bodies, redact
+from .exchange import Request, Response
+from .learn import body_key, request_key
+from .model import Endpoint, Model, response_from_row
+from .store import Store
+from .synth import synthesize
+
+log = logging.getLogger("mockstore.answer")
+
+RECORDED, SYNTHESIZED, NOT_FOUND = "recorded", "synthesized", "not-found"
+
+
+@dataclass
+class Answer:
+    response: Response
+    source: str
+    delay_ms: float = 0.0  # simulated latency, to be waited without blocking
+    endpoint: str | None = None
+
+
+class Responder:
+    def __init__(self, model: Model, store: Store | None, *, seed: int = 0, latency: bool = True, redacting: bool = True):
+        self.model = model
+        self.store = store
+        self.seed = seed
+        self.latency = latency
+        self.redacting = redacting
+
+    # --- the chain ---------------------------------------------------------------------
+
+    def exact_cached(self, req: Request) -> Answer | None:
+        """An exact match whose response is in memory; None means: ask `answer`."""
+        key = request_key(req, redacting=self.redacting)
+        ids = self.model.recorded.get(key)
+        if not ids:
+            return None
+        # peek without consuming the cursor unless we can answer right here
+        with self.model.lock:
+            n = self.model.cursors.get(key, 0)
+            exchange_id = ids[min(n, len(ids) - 1)]
+            resp = self.model.cache.get(exchange_id)
+            if resp is None:
+                return None
+            self.model.cursors[key] = n + 1
+        return self._recorded(req, resp)
+
+    def answer(self, req: Request, *, exact_only: bool = False) -> Answer:
+        key = request_key(req, redacting=self.redacting)
+        exchange_id = self.model.next_recorded(key)
+        if exchange_id is not None:
+            resp = self.model.cached(exchange_id) or self._load(exchange_id)
+            if resp is not None:
+                return self._recorded(req, resp)
+        ep, params = self.model.find_endpoint(req.method, req.authority, req.path)
+        if exact_only:
+            return self._not_found(req, "no recorded exchange matches this request exactly (replay mode)")
+        if ep is not None:
+            # The same resource (same path) recorded with another query or body: replay it.
+            # Another resource of a learned template: synthesize it, consistent with its path,
+            # rather than pass another resource's data off as this one; when no JSON schema
+            # was learned (HTML, XML, ...), the closest recording with our values carried in.
+            answer = (
+                self._closest(req, ep, params, same_path=True)
+                or self._synthesize(req, ep, params)
+                or self._closest(req, ep, params, same_path=False)
+            )
+            if answer is not None:
+                return answer
+        return self._not_found(req, "nothing recorded or learned for this request")
+
+    # --- each way of answering ---------------------------------------------------------
+
+    def _recorded(self, req: Request, resp: Response) -> Answer:
+        ep, _ = self.model.find_endpoint(req.method, req.authority, req.path)
+        return Answer(_replayable(resp), RECORDED, self._delay(req, ep), ep.id if ep else None)
+
+    def _load(self, exchange_id: int) -> Response | None:
+        if self.store is None:
+            return None
+        row = self.store.reader().execute(
+            "select status, resp_headers, resp_body from exchanges where id = ?", [exchange_id]
+        ).fetchone()
+        if row is None:
+            return None
+        resp = response_from_row(*row)
+        self.model.remember(exchange_id, resp)
+        return resp
+
+    def _closest(self, req: Request, ep: Endpoint, params: dict[str, str], *, same_path: bool) -> Answer | None:
+        if self.store is None:
+            return None
+        sql = """select path, query, req_body, status, resp_headers, resp_body from exchanges
+                 where host = ? and method = ? and template = ?"""
+        args = [ep.host, ep.method, ep.template]
+        if same_path:
+            sql += " and path = ?"
+            args.append(req.path)
+        rows = self.store.reader().execute(sql + " order by id desc limit 50", args).fetchall()
+        if not rows:
+            return None
+        want_query = set(redact.query(req.query) if self.redacting else req.query)
+        want_body = body_key(req.body, req.content_type)
+
+        def score(row) -> tuple:
+            path, query, req_body, status = row[:4]
+            q = {tuple(p) for p in json.loads(query or "[]")}
+            return (
+                200 <= status < 300,
+                path == req.path,
+                len(q & want_query) - len(q ^ want_query),
+                body_key(req_body or b"", req.content_type) == want_body,
+            )
+
+        best = max(rows, key=score)  # max keeps the first (newest) among equals
+        path, query, _, status, headers, body = best
+        resp = response_from_row(status, headers, body)
+        old = dict(_template_params(ep.template, path))
+        old.update(json.loads(query or "[]"))
+        new = dict(params)
+        new.update(req.query)
+        resp = _carry(resp, old, new)
+        return Answer(_replayable(resp), RECORDED, self._delay(req, ep), ep.id)
+
+    def _synthesize(self, req: Request, ep: Endpoint, params: dict[str, str]) -> Answer | None:
+        status = ep.stats.main_status
+        if status is None:
+            return None
+        schema = ep.response_schema(status)
+        if schema is None:
+            if ep.response_samples(status) or ep.stats.content_types:
+                return None  # bodies were seen but are not JSON: nothing to synthesize from
+            resp = Response(status, [], b"")
+        else:
+            value = synthesize(schema, seed=self.seed, key=_request_text(req), overrides=params)
+            resp = Response.make_json(status, value)
+        return Answer(resp, SYNTHESIZED, self._delay(req, ep), ep.id)
+
+    def _not_found(self, req: Request, reason: str) -> Answer:
+        closest = self.model.closest_endpoints(req.method, req.authority, req.path)
+        body = {
+            "error": f"mockstore: {reason}",
+            "request": f"{req.method} {req.authority}{req.path}",
+            "closest_endpoints": closest,
+        }
+        return Answer(Response.make_json(404, body), NOT_FOUND)
+
+    def _delay(self, req: Request, ep: Endpoint | None) -> float:
+        if not self.latency or ep is None:
+            return 0.0
+        rng = random.Random(zlib.crc32(f"{self.seed}\n{_request_text(req)}".encode()))
+        return ep.stats.draw_latency(rng)
+
+
+def _request_text(req: Request) -> str:
+    q = "&".join(f"{k}={v}" for k, v in req.query)
+    return f"{req.method} {req.authority}{req.path}?{q}"
+
+
+def _replayable(resp: Response) -> Response:
+    """A stored response as it can go on the wire: redacted headers dropped."""
+    hs = [(k, v) for k, v in resp.headers if v != redact.MARKER]
+    return Response(resp.status, hs, resp.body)
+
+
+def _template_params(template: str, path: str) -> list[tuple[str, str]]:
+    out = []
+    for t, p in zip(template.strip("/").split("/"), path.strip("/").split("/")):
+        if t.startswith("{") and t.endswith("}"):
+            out.append((t[1:-1], p))
+    return out
+
+
+def _carry(resp: Response, old: dict[str, str], new: dict[str, str]) -> Response:
+    """Put the new request's values where the recorded response echoed the old ones: a field
+    named like the parameter (or `id` for an id parameter), and longer strings containing the
+    old value (slugs inside URLs)."""
+    changes = {k: (old[k], new[k]) for k in new if k in old and old[k] != new[k]}
+    if not changes:
+        return resp
+    try:
+        value = bodies.load_json(resp.body)
+    except bodies.BodyError:
+        return resp
+
+    def fix(v, key: str | None, depth: int):
+        if isinstance(v, dict):
+            return {k: fix(x, k, depth + 1) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x, key, depth + 1) for x in v]
+        for name, (o, n) in changes.items():
+            named = key == name or (key == "id" and (name == "id" or name.endswith("_id")) and depth <= 1)
+            if named and str(v) == o:
+                return _coerce(n, v)
+            if isinstance(v, str) and len(o) >= 4 and o in v:
+                return v.replace(o, n)
+        return v
+
+    body = json.dumps(fix(value, None, 0), ensure_ascii=False).encode()
+    return Response(resp.status, resp.headers, body)
+
+
+def _coerce(text: str, like):
+    if isinstance(like, bool):
+        return text.lower() == "true"
+    if isinstance(like, int):
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    if isinstance(like, float):
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text

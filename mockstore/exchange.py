@@ -1,0 +1,106 @@
+"""Plain records of one HTTP exchange.
+
+Everything in the library speaks these, never mitmproxy's flow objects: only
+`mockstore.flows` converts between the two, so the rest is testable without a proxy.
+Bodies are always *decoded* (no content-encoding); headers keep order and repeats.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+Headers = list[tuple[str, str]]
+
+
+def header(headers: Headers, name: str, default: str | None = None) -> str | None:
+    """First value of a header, case-insensitively."""
+    name = name.lower()
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return default
+
+
+@dataclass
+class Request:
+    method: str
+    host: str
+    path: str  # without the query string
+    query: list[tuple[str, str]] = field(default_factory=list)
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+    scheme: str = "http"
+    port: int = 80
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return header(self.headers, name, default)
+
+    @property
+    def content_type(self) -> str:
+        return (self.header("content-type") or "").split(";")[0].strip().lower()
+
+    @property
+    def authority(self) -> str:
+        """host, with the port when it is not the scheme's default: one API per authority."""
+        default_port = {"http": 80, "https": 443}.get(self.scheme)
+        return self.host if self.port == default_port else f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        qs = f"?{urlencode(self.query)}" if self.query else ""
+        return f"{self.scheme}://{self.authority}{self.path}{qs}"
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is empty or not JSON."""
+        return parse_json(self.body)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return header(self.headers, name, default)
+
+    @property
+    def content_type(self) -> str:
+        return (self.header("content-type") or "").split(";")[0].strip().lower()
+
+    def json(self) -> Any:
+        return parse_json(self.body)
+
+    @classmethod
+    def make_json(cls, status: int, data: Any, headers: Headers | None = None) -> "Response":
+        body = json.dumps(data, ensure_ascii=False).encode()
+        hs = [("content-type", "application/json")] + list(headers or [])
+        return cls(status, hs, body)
+
+
+@dataclass
+class Exchange:
+    request: Request
+    response: Response
+    started: float = 0.0  # unix time the request started
+    duration_ms: float = 0.0  # time to the full response, as seen by the proxy
+
+
+
+
+def parse_json(body: bytes | str | None) -> Any:
+    """Parse a JSON body, returning None for empty, binary or malformed input."""
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def is_json_type(content_type: str) -> bool:
+    ct = content_type.split(";")[0].strip().lower()
+    return ct == "application/json" or ct.endswith("+json") or ct == "text/json"

@@ -1,0 +1,93 @@
+"""The one adapter between mitmproxy and the library: HTTPFlow <-> plain records.
+
+Bodies are decoded here with a size cap (mitmproxy's own `.content` decodes without one, and
+raises on a broken encoding); what cannot be decoded is reported, not raised.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from mitmproxy import http, io
+from mitmproxy.exceptions import FlowReadException
+
+from . import bodies
+from .exchange import Exchange, Request, Response
+
+SOURCE_HEADER = "X-Mockstore-Source"
+META_KEY = "mockstore"
+
+
+def to_request(r: http.Request, limit: int) -> tuple[Request, str | None]:
+    body, problem = _body(r, limit)
+    return (
+        Request(
+            method=r.method,
+            host=r.pretty_host if r.host_header is None else r.host,
+            path=r.path.split("?", 1)[0],
+            query=list(r.query.items(multi=True)),
+            headers=list(r.headers.items(multi=True)),
+            body=body,
+            scheme=r.scheme,
+            port=r.port,
+        ),
+        problem,
+    )
+
+
+def to_exchange(flow: http.HTTPFlow, limit: int) -> tuple[Exchange, str | None]:
+    """The exchange of a flow with a real response, and the reason a body was dropped, if any."""
+    req, problem = to_request(flow.request, limit)
+    resp = flow.response
+    body, resp_problem = _body(resp, limit)
+    end = resp.timestamp_end or time.time()
+    start = flow.request.timestamp_start
+    ex = Exchange(
+        req,
+        Response(resp.status_code, list(resp.headers.items(multi=True)), body),
+        started=start,
+        duration_ms=max(0.0, (end - start) * 1000),
+    )
+    return ex, problem or resp_problem
+
+
+def _body(m: http.Message, limit: int) -> tuple[bytes, str | None]:
+    raw = m.raw_content
+    if raw is None:
+        return b"", "body was streamed"
+    if len(raw) > limit:
+        return b"", f"body of {len(raw)} bytes is over mock_max_body ({limit})"
+    try:
+        return bodies.decode(raw, m.headers.get("content-encoding"), limit=limit), None
+    except bodies.BodyError as e:
+        return b"", str(e)
+
+
+def respond(flow: http.HTTPFlow, response: Response, source: str, note: str = "") -> None:
+    """Answer a flow ourselves, and say so everywhere a person or a program looks."""
+    headers = [(k.encode(), v.encode()) for k, v in response.headers if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")]
+    headers.append((SOURCE_HEADER.encode(), source.encode()))
+    flow.response = http.Response.make(response.status, response.body, http.Headers(headers))
+    mark(flow, source, note)
+
+
+def mark(flow: http.HTTPFlow, source: str, note: str = "") -> None:
+    flow.metadata[META_KEY] = {**flow.metadata.get(META_KEY, {}), "source": source}
+    if note:
+        flow.metadata[META_KEY]["note"] = note
+    flow.marked = ":default:"
+    comment = f"mockstore: {source}" + (f" ({note})" if note else "")
+    flow.comment = f"{flow.comment}\n{comment}".strip() if flow.comment else comment
+
+
+def read_flow_file(path: str | Path, limit: int) -> Iterator[Exchange]:
+    """The HTTP exchanges with a response in a file written by `mitmdump -w`."""
+    with open(path, "rb") as f:
+        try:
+            for flow in io.FlowReader(f).stream():
+                if isinstance(flow, http.HTTPFlow) and flow.response is not None:
+                    yield to_exchange(flow, limit)[0]
+        except FlowReadException as e:
+            raise ValueError(f"{path}: not a mitmproxy flow file ({e})") from None

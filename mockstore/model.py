@@ -1,0 +1,293 @@
+"""What mockstore knows about an API, in memory: endpoints, their schemas and statistics,
+path templates, and the index of recorded exchanges.
+
+The request path reads only from here. The model is loaded from the store once at start
+and kept up to date as learning goes; `Model.persist` hands the changed parts to the
+store's writer thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from .exchange import Headers, Response
+from .paths import PathTemplates
+from .schemas import SchemaModel
+from .stats import EndpointStats
+
+
+def endpoint_id(method: str, authority: str, template: str) -> str:
+    return f"{method} {authority}{template}"
+
+
+def match_key(method: str, authority: str, path: str, query: list[tuple[str, str]], body: str) -> int:
+    """A 63-bit key for exact matching: method, authority, path, query (order-free), body."""
+    q = "&".join(f"{k}={v}" for k, v in sorted(query))
+    raw = f"{method}\n{authority}\n{path}\n{q}\n{body}".encode("utf-8", "surrogateescape")
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big") >> 1
+
+
+class IdClock:
+    """Exchange ids that sort in recorded order and never collide between workers:
+    microseconds since the epoch, times 16, plus the worker's slot."""
+
+    def __init__(self, slot: int = 0):
+        self.slot = slot % 16
+        self.last = 0
+        self.lock = threading.Lock()
+
+    def next(self) -> int:
+        with self.lock:
+            i = int(time.time() * 1_000_000) * 16 + self.slot
+            if i <= self.last:
+                i = self.last + 16
+            self.last = i
+            return i
+
+
+@dataclass
+class Endpoint:
+    id: str
+    host: str
+    method: str
+    template: str
+    stats: EndpointStats = field(default_factory=EndpointStats)
+    responses: dict[int, SchemaModel] = field(default_factory=dict)
+    request: SchemaModel | None = None
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    dirty: bool = True
+
+    # the read API other modules (drift, synthesis, export) rely on
+    @property
+    def count(self) -> int:
+        return self.stats.count
+
+    @property
+    def statuses(self) -> dict[int, int]:
+        return self.stats.statuses
+
+    @property
+    def content_types(self) -> dict[str, int]:
+        return self.stats.content_types
+
+    def response_schema(self, status: int) -> dict | None:
+        m = self.responses.get(status)
+        return m.to_schema() if m else None
+
+    def response_samples(self, status: int) -> int:
+        m = self.responses.get(status)
+        return m.samples if m else 0
+
+    def request_schema(self) -> dict | None:
+        return self.request.to_schema() if self.request else None
+
+    def request_samples(self) -> int:
+        return self.request.samples if self.request else 0
+
+    def merge(self, other: "Endpoint") -> None:
+        """Fold another endpoint (a literal path now seen to be a template) into this one."""
+        self.stats.merge(other.stats)
+        for status, m in other.responses.items():
+            if status in self.responses:
+                self.responses[status].merge(m)
+            else:
+                self.responses[status] = m
+        if other.request:
+            if self.request:
+                self.request.merge(other.request)
+            else:
+                self.request = other.request
+        self.first_seen = min(x for x in (self.first_seen, other.first_seen) if x) if other.first_seen else self.first_seen
+        self.last_seen = max(self.last_seen, other.last_seen)
+        self.dirty = True
+
+
+class Model:
+    def __init__(self, *, slot: int = 0, cache_size: int = 4096):
+        self.templates = PathTemplates()
+        self.endpoints: dict[str, Endpoint] = {}
+        self.recorded: dict[int, list[int]] = {}  # match key -> exchange ids, in recorded order
+        self.cursors: dict[int, int] = {}  # match key -> how many of its recordings were replayed
+        self.cache: OrderedDict[int, Response] = OrderedDict()  # exchange id -> response
+        self.cache_size = cache_size
+        self.ids = IdClock(slot)
+        self.lock = threading.Lock()  # guards cursors and cache, touched from worker threads
+        self._templates_dirty: set[str] = set()
+        self._removed: list[str] = []
+        self._retemplated: list[tuple[str, str, str]] = []  # (authority, old, new)
+
+    # --- loading and persisting ----------------------------------------------------------
+
+    @classmethod
+    def load(cls, db: sqlite_utils.Database, *, slot: int = 0) -> "Model":
+        m = cls(slot=slot)
+        state = {r[0]: json.loads(r[1]) for r in db.execute("select host, state from path_templates")}
+        m.templates = PathTemplates({"hosts": state} if state else None)
+        for id_, host, method, template, first, last, stats in db.execute(
+            "select id, host, method, template, first_seen, last_seen, stats from endpoints"
+        ):
+            m.endpoints[id_] = Endpoint(
+                id_, host, method, template, EndpointStats.from_json(json.loads(stats or "{}")),
+                first_seen=first or 0.0, last_seen=last or 0.0, dirty=False,
+            )
+        for ep_id, kind, status, schema, samples in db.execute(
+            "select endpoint, kind, status, schema, samples from schemas"
+        ):
+            ep = m.endpoints.get(ep_id)
+            if ep is None:
+                continue
+            sm = SchemaModel(json.loads(schema))
+            sm.samples = samples or 0
+            if kind == "request":
+                ep.request = sm
+            else:
+                ep.responses[status] = sm
+        recorded = m.recorded
+        for id_, key in db.execute("select id, match_key from exchanges order by id"):
+            lst = recorded.get(key)
+            if lst is None:
+                recorded[key] = [id_]
+            else:
+                lst.append(id_)
+        return m
+
+    def persist(self):
+        """A store write with everything changed since the last call (None if nothing)."""
+        eps = [ep for ep in self.endpoints.values() if ep.dirty]
+        hosts = self._templates_dirty
+        removed, retemplated = self._removed, self._retemplated
+        if not eps and not hosts and not removed:
+            return None
+        self._templates_dirty, self._removed, self._retemplated = set(), [], []
+        rows, schemas = [], []
+        for ep in eps:
+            ep.dirty = False
+            rows.append(
+                {
+                    "id": ep.id, "host": ep.host, "method": ep.method, "template": ep.template,
+                    "count": ep.count, "first_seen": ep.first_seen, "last_seen": ep.last_seen,
+                    "stats": json.dumps(ep.stats.to_json()),
+                }
+            )
+            if ep.request:
+                schemas.append((ep.id, "request", 0, ep.request))
+            schemas.extend((ep.id, "response", s, m) for s, m in ep.responses.items())
+        schema_rows = [
+            {"endpoint": e, "kind": k, "status": s, "schema": json.dumps(m.to_schema()), "samples": m.samples}
+            for e, k, s, m in schemas
+        ]
+        state = self.templates.to_state().get("hosts", {})
+        template_rows = [{"host": h, "state": json.dumps(state.get(h, {}))} for h in hosts]
+
+        def write(db: sqlite_utils.Database) -> None:
+            for ep_id in removed:
+                db.execute("delete from endpoints where id = ?", [ep_id])
+                db.execute("delete from schemas where endpoint = ?", [ep_id])
+            for authority, old, new in retemplated:
+                db.execute("update exchanges set template = ? where host = ? and template = ?", [new, authority, old])
+            if rows:
+                db["endpoints"].upsert_all(rows, pk="id")
+            if schema_rows:
+                db["schemas"].upsert_all(schema_rows, pk=("endpoint", "kind", "status"))
+            if template_rows:
+                db["path_templates"].upsert_all(template_rows, pk="host")
+
+        return write
+
+    # --- endpoints ---------------------------------------------------------------------
+
+    def learn_endpoint(self, method: str, authority: str, path: str) -> Endpoint:
+        """The endpoint for a real request, creating it, and folding literal paths that this
+        observation reveals to be instances of a template."""
+        template, merged = self.templates.learn(authority, path)
+        self._templates_dirty.add(authority)
+        ep_id = endpoint_id(method, authority, template)
+        ep = self.endpoints.get(ep_id)
+        if ep is None:
+            ep = self.endpoints[ep_id] = Endpoint(ep_id, authority, method, template)
+        for old in merged:
+            self._retemplated.append((authority, old, template))
+            for m in {e.method for e in self.endpoints.values()}:
+                old_ep = self.endpoints.pop(endpoint_id(m, authority, old), None)
+                if old_ep is None:
+                    continue
+                target_id = endpoint_id(m, authority, template)
+                target = self.endpoints.get(target_id)
+                if target is None:
+                    old_ep.id, old_ep.template, old_ep.dirty = target_id, template, True
+                    self.endpoints[target_id] = old_ep
+                else:
+                    target.merge(old_ep)
+                self._removed.append(endpoint_id(m, authority, old))
+        return ep
+
+    def find_endpoint(self, method: str, authority: str, path: str) -> tuple[Endpoint | None, dict[str, str]]:
+        """The known endpoint for a request, without learning anything."""
+        hit = self.templates.match(authority, path)
+        if hit is None:
+            return None, {}
+        template, params = hit
+        return self.endpoints.get(endpoint_id(method, authority, template)), params
+
+    def closest_endpoints(self, method: str, authority: str, path: str, n: int = 3) -> list[str]:
+        """Known endpoints most like a request nobody recorded, for a helpful 404."""
+        want = [s for s in path.split("/") if s]
+
+        def score(ep: Endpoint) -> tuple:
+            have = [s for s in ep.template.split("/") if s]
+            same = sum(1 for a, b in zip(want, have) if a == b or b.startswith("{"))
+            return (ep.host == authority, same - abs(len(want) - len(have)), ep.method == method, ep.count)
+
+        ranked = sorted(self.endpoints.values(), key=score, reverse=True)
+        return [f"{ep.method} {ep.host}{ep.template}" for ep in ranked[:n]]
+
+    # --- recorded exchanges --------------------------------------------------------------
+
+    def add_recorded(self, key: int, exchange_id: int, response: Response) -> None:
+        lst = self.recorded.get(key)
+        if lst is None:
+            self.recorded[key] = [exchange_id]
+        else:
+            lst.append(exchange_id)
+        self.remember(exchange_id, response)
+
+    def next_recorded(self, key: int) -> int | None:
+        """The recording to replay for this key: each in recorded order, then the last."""
+        ids = self.recorded.get(key)
+        if not ids:
+            return None
+        with self.lock:
+            n = self.cursors.get(key, 0)
+            self.cursors[key] = n + 1
+        return ids[min(n, len(ids) - 1)]
+
+    def cached(self, exchange_id: int) -> Response | None:
+        with self.lock:
+            r = self.cache.get(exchange_id)
+            if r is not None:
+                self.cache.move_to_end(exchange_id)
+            return r
+
+    def remember(self, exchange_id: int, response: Response) -> None:
+        with self.lock:
+            self.cache[exchange_id] = response
+            if len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+
+    def reset_cursors(self) -> None:
+        with self.lock:
+            self.cursors.clear()
+
+
+def response_from_row(status: int, headers: str, body: bytes | None) -> Response:
+    hs: Headers = [(k, v) for k, v in json.loads(headers or "[]")]
+    return Response(status, hs, body or b"")
+

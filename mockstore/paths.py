@@ -1,0 +1,316 @@
+"""Group concrete request paths into templates, per host: `/users/42` -> `/users/{id}`.
+
+Every stat, schema and recorded exchange is keyed by template, so this runs on the proxy's
+event loop for every request. It therefore walks a per-host trie of path segments, one
+dict lookup per segment in the common case, and never compiles anything per call.
+
+A segment becomes a parameter for one of two reasons:
+
+* it *looks* like a value: an integer, uuid, hex digest, ulid, mongo object id, a date, or
+  a slug (`how-to-train-a-dragon-x1`);
+* its position *behaves* like a value: more than `FOLD_AFTER` distinct, rarely repeated
+  literals under the same parent (usernames, country codes). Those literals are then
+  folded into the parameter, subtrees included, and the caller is told which templates
+  disappeared so it can merge their stats (`learn`'s `merged`, and `last_folds`).
+
+Literals that are seen often stay literal (`/users/me` beside `/users/{id}`), and
+`match` prefers a literal child over a parameter.
+
+Trailing slashes are ignored (`/users/` is `/users`); the empty path is `/`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+# More than this many distinct, rarely seen literals at one position make it a parameter.
+FOLD_AFTER = 5
+# Right under the root or an `/api/v1`-like prefix, collection names are many and each may
+# be seen once in a short recording: demand much more evidence there.
+FOLD_AFTER_AT_ROOT = 20
+# Deeper paths keep their tail as one literal segment.
+MAX_SEGMENTS = 64
+# A literal seen at most this many times counts as "rarely repeated".
+RARE_HITS = 2
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_ULID = re.compile(r"[0-9][0-9A-HJKMNP-TV-Z]{25}")
+_HEX = re.compile(r"[0-9a-fA-F]{8,}")
+_DATE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
+_SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)+")
+_PREFIX = re.compile(r"api|rest|public|internal|latest|v\d+(\.\d+)*|\d+\.\d+")
+
+PARAM = "{}"  # key of the parameter child in states and relative paths
+
+
+def classify(segment: str) -> str | None:
+    """'id', 'date' or 'slug' when a segment looks like a value, else None."""
+    n = len(segment)
+    if not n:
+        return None
+    if segment.isdigit() and segment.isascii():
+        return "id"
+    if n == 10 and _DATE.fullmatch(segment):
+        return "date"
+    if n == 36 and _UUID.fullmatch(segment):
+        return "id"
+    if n == 26 and _ULID.fullmatch(segment):
+        return "id"
+    if n >= 8 and _HEX.fullmatch(segment) and any(c.isdigit() for c in segment):
+        return "id"
+    if "-" in segment and _SLUG.fullmatch(segment):
+        if segment.count("-") >= 2 or any(c.isdigit() for c in segment):
+            return "slug"
+    return None
+
+
+def singular(word: str) -> str:
+    """Good enough for collection names: orders -> order, categories -> category."""
+    w = re.sub(r"\W", "_", word.lower()).strip("_")
+    if w.endswith("ies") and len(w) > 3:
+        return w[:-3] + "y"
+    if w.endswith(("sses", "xes", "ches", "shes", "zzes")):
+        return w[:-2]
+    if w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+def split(path: str) -> list[str]:
+    path = path.split("?", 1)[0].strip("/")
+    if not path:
+        return []
+    segments = path.split("/")
+    if len(segments) > MAX_SEGMENTS:  # keep the trie (and its recursion) shallow
+        segments[MAX_SEGMENTS - 1 :] = ["/".join(segments[MAX_SEGMENTS - 1 :])]
+    return segments
+
+
+class _Node:
+    __slots__ = ("hits", "ends", "lit", "param", "kind", "promoted", "name", "names", "template")
+
+    def __init__(self, kind: str | None = None):
+        self.hits = 0  # observations that went through this node
+        self.ends = 0  # observations that ended here
+        self.lit: dict[str, _Node] = {}
+        self.param: _Node | None = None
+        # For a parameter node: its kind, and whether non-value literals are routed into it.
+        self.kind = kind
+        self.promoted = False
+        self.name = ""
+        self.names: tuple[str, ...] = ()  # parameter names used from the root down to here
+        self.template = "/"
+
+    # -- naming ---------------------------------------------------------------------
+
+    def _child_template(self, child: _Node, segment: str | None, parent_literal: str | None) -> None:
+        if segment is not None:
+            child.names = self.names
+            text = segment
+        else:
+            child.name = _param_name(child.kind or "id", self.names, parent_literal)
+            child.names = self.names + (child.name,)
+            text = "{" + child.name + "}"
+        child.template = ("" if self.template == "/" else self.template) + "/" + text
+
+    def rename(self, own_literal: str | None = None) -> None:
+        """Recompute templates and parameter names of the whole subtree (after a fold)."""
+        for seg, child in self.lit.items():
+            self._child_template(child, seg, None)
+            child.rename(seg)
+        if self.param is not None:
+            self._child_template(self.param, None, own_literal)
+            self.param.rename(None)
+
+    # -- folding --------------------------------------------------------------------
+
+    def absorb(self, other: _Node) -> None:
+        self.hits += other.hits
+        self.ends += other.ends
+        for seg, child in other.lit.items():
+            if seg in self.lit:
+                self.lit[seg].absorb(child)
+            else:
+                self.lit[seg] = child
+        if other.param is not None:
+            if self.param is None:
+                self.param = other.param
+            else:
+                self.param.promoted = self.param.promoted or other.param.promoted
+                self.param.absorb(other.param)
+
+    def terminals(self, rel: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], _Node]]:
+        if self.ends:
+            yield rel, self
+        for seg, child in self.lit.items():
+            yield from child.terminals(rel + (seg,))
+        if self.param is not None:
+            yield from self.param.terminals(rel + (PARAM,))
+
+    def walk(self, rel: tuple[str, ...]) -> _Node:
+        node = self
+        for seg in rel:
+            node = node.param if seg == PARAM else node.lit[seg]  # type: ignore[assignment]
+        return node
+
+    # -- state ----------------------------------------------------------------------
+
+    def to_state(self) -> dict:
+        state: dict = {"hits": self.hits, "ends": self.ends}
+        if self.lit:
+            state["lit"] = {seg: child.to_state() for seg, child in self.lit.items()}
+        if self.param is not None:
+            p = self.param.to_state()
+            p["kind"] = self.param.kind
+            p["promoted"] = self.param.promoted
+            state["param"] = p
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict, kind: str | None = None) -> _Node:
+        node = cls(kind)
+        node.hits = int(state.get("hits", 0))
+        node.ends = int(state.get("ends", 0))
+        for seg, child in (state.get("lit") or {}).items():
+            node.lit[str(seg)] = cls.from_state(child)
+        p = state.get("param")
+        if p:
+            node.param = cls.from_state(p, p.get("kind") or "id")
+            node.param.promoted = bool(p.get("promoted"))
+        return node
+
+
+def _param_name(kind: str, used: tuple[str, ...], parent_literal: str | None) -> str:
+    if kind not in used:
+        return kind
+    if parent_literal:
+        name = f"{singular(parent_literal)}_{kind}"
+        if name not in used and name != f"_{kind}":
+            return name
+    i = 2
+    while f"{kind}{i}" in used:
+        i += 1
+    return f"{kind}{i}"
+
+
+class PathTemplates:
+    """The learned path templates of every host, as one trie per host."""
+
+    def __init__(self, state: dict | None = None):
+        self._roots: dict[str, _Node] = {}
+        # Every (old template, new template) pair the last `learn` folded away.
+        self.last_folds: list[tuple[str, str]] = []
+        for host, root_state in ((state or {}).get("hosts") or {}).items():
+            root = _Node.from_state(root_state)
+            root.rename()
+            self._roots[host] = root
+
+    @classmethod
+    def from_state(cls, state: dict) -> PathTemplates:
+        return cls(state)
+
+    def to_state(self) -> dict:
+        return {"version": 1, "hosts": {h: r.to_state() for h, r in self._roots.items()}}
+
+    def hosts(self) -> list[str]:
+        return sorted(self._roots)
+
+    def templates(self, host: str | None = None) -> list[str]:
+        if host is not None and host not in self._roots:
+            return []
+        roots = [self._roots[host]] if host is not None else list(self._roots.values())
+        return sorted({node.template for root in roots for _, node in root.terminals()})
+
+    def learn(self, host: str, path: str) -> tuple[str, list[str]]:
+        """Observe a path; return (template, merged) where `merged` lists templates that this
+        observation just folded into `template`, so the caller can merge their stats.
+
+        A fold can also move deeper templates (`/users/alice/orders` ->
+        `/users/{slug}/orders`); all the moves of this call are in `last_folds`."""
+        if self.last_folds:
+            self.last_folds = []
+        node = self._roots.get(host)
+        if node is None:
+            node = self._roots[host] = _Node()
+        node.hits += 1
+        merged: list[str] = []
+        prefix_only = True  # only root-like literals so far
+        parent_literal: str | None = None
+        for seg in split(path):
+            child = node.lit.get(seg)
+            if child is None:
+                kind = classify(seg)
+                if kind is not None or (node.param is not None and node.param.promoted):
+                    child = self._param(node, kind or "slug", parent_literal)
+                else:
+                    child = self._literal(node, seg, prefix_only, parent_literal)
+            if child.kind is None:
+                parent_literal = seg
+                prefix_only = prefix_only and _PREFIX.fullmatch(seg) is not None
+            else:
+                parent_literal = None
+                prefix_only = False
+            child.hits += 1
+            node = child
+        node.ends += 1
+        if self.last_folds:
+            merged = [old for old, new in self.last_folds if new == node.template]
+        return node.template, merged
+
+    def _param(self, node: _Node, kind: str, parent_literal: str | None) -> _Node:
+        if node.param is None:
+            node.param = _Node(kind)
+            node._child_template(node.param, None, parent_literal)
+        return node.param
+
+    def _literal(self, node: _Node, seg: str, prefix_only: bool, parent_literal: str | None) -> _Node:
+        limit = FOLD_AFTER_AT_ROOT if prefix_only else FOLD_AFTER
+        rare = [s for s, c in node.lit.items() if c.hits <= RARE_HITS]
+        if len(rare) + 1 > limit:
+            return self._fold(node, rare, parent_literal)
+        child = node.lit[seg] = _Node()
+        node._child_template(child, seg, parent_literal)
+        return child
+
+    def _fold(self, node: _Node, segments: list[str], parent_literal: str | None) -> _Node:
+        """Turn the position into a parameter, moving the rare literals' subtrees into it."""
+        param = self._param(node, "slug", parent_literal)
+        param.promoted = True
+        moved: list[tuple[str, tuple[str, ...]]] = []
+        for seg in segments:
+            child = node.lit.pop(seg)
+            moved.extend((n.template, rel) for rel, n in child.terminals())
+            param.absorb(child)
+        node._child_template(param, None, parent_literal)
+        param.rename(None)
+        self.last_folds = [(old, param.walk(rel).template) for old, rel in moved]
+        return param
+
+    def match(self, host: str, path: str) -> tuple[str, dict[str, str]] | None:
+        """Without learning: the best known template for path and its params, or None.
+
+        Literal children win over parameters; a parameter accepts any segment."""
+        root = self._roots.get(host)
+        if root is None:
+            return None
+        segments = split(path)
+        nodes = _match(root, segments, 0)
+        if nodes is None:
+            return None
+        nodes.reverse()
+        params = {node.name: seg for node, seg in zip(nodes, segments) if node.kind is not None}
+        return (nodes[-1] if nodes else root).template, params
+
+
+def _match(node: _Node, segments: list[str], i: int) -> list[_Node] | None:
+    """Depth-first, literal first: the nodes below `node` on the way to a terminal, reversed."""
+    if i == len(segments):
+        return [] if node.ends else None
+    for child in (node.lit.get(segments[i]), node.param):
+        if child is not None:
+            found = _match(child, segments, i + 1)
+            if found is not None:
+                found.append(child)
+                return found
+    return None

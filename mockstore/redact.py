@@ -1,0 +1,46 @@
+"""Secrets never reach the store: credentials in headers and query strings are replaced.
+
+The value becomes a fixed marker, so matching and learning still see that a credential was
+there, but the file on disk cannot leak it.
+"""
+
+from __future__ import annotations
+
+import re
+
+MARKER = "[redacted]"
+
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        "apikey",
+        "x-auth-token",
+        "x-access-token",
+        "x-csrf-token",
+        "x-xsrf-token",
+    }
+)
+_SECRET_NAME = re.compile(r"(token|secret|passw|api[-_]?key|apikey|session|signature|auth)", re.I)
+
+
+def is_secret_header(name: str) -> bool:
+    n = name.lower()
+    return n in SECRET_HEADERS or bool(_SECRET_NAME.search(n))
+
+
+def is_secret_param(name: str) -> bool:
+    n = name.lower()
+    return n in ("key", "sig", "code") or bool(_SECRET_NAME.search(n))
+
+
+def headers(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, MARKER if is_secret_header(k) else v) for k, v in pairs]
+
+
+def query(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, MARKER if is_secret_param(k) else v) for k, v in pairs]

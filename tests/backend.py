@@ -1,0 +1,163 @@
+"""A small real API for the end-to-end tests: run as a process, killed when a test wants the
+real API gone.
+
+    python tests/backend.py PORT [--tls CERT_AND_KEY.pem] [--variant NAME]
+
+`--variant` changes the contract (for drift tests): the same routes, other shapes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+VARIANT = "base"
+ITEMS: list[dict] = []
+
+
+def user(uid: int) -> dict:
+    u = {
+        "id": uid,
+        "user_id": uid,
+        "username": f"user{uid}",
+        "email": f"user{uid}@example.com",
+        "name": f"User Number {uid}",
+        "created_at": f"2024-01-{uid % 28 + 1:02d}T10:00:00Z",
+        "active": uid % 2 == 0,
+        "score": uid * 1.5,
+        "tags": ["a", "b"][: uid % 3],
+    }
+    if uid % 3 == 0:
+        u["nickname"] = f"nick{uid}"  # optional: absent in most samples
+    if VARIANT == "renamed":
+        u["userId"] = u.pop("user_id")
+    elif VARIANT == "retyped":
+        u["created_at"] = 1700000000 + uid
+    elif VARIANT == "added":
+        u["extra"] = "new"
+    return u
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send(self, status: int, body: bytes, ctype: str = "application/json", headers: dict | None = None):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_json(self, status: int, value, headers: dict | None = None):
+        self.send(status, json.dumps(value).encode(), headers=headers)
+
+    def body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def do_GET(self):
+        self.route("GET")
+
+    def do_POST(self):
+        self.route("POST")
+
+    def do_PUT(self):
+        self.route("PUT")
+
+    def do_DELETE(self):
+        self.route("DELETE")
+
+    def route(self, method: str):
+        url = urlsplit(self.path)
+        parts = [p for p in url.path.split("/") if p]
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        body = self.body()
+        if parts == ["users"] and method == "GET":
+            page = int(q.get("page", 1))
+            return self.send_json(200, {"page": page, "users": [user(i) for i in range(page, page + 3)]})
+        if parts == ["users", "me"]:
+            return self.send_json(200, {"id": 0, "username": "me", "email": "me@example.com", "roles": ["admin"]})
+        if len(parts) == 2 and parts[0] == "users":
+            if parts[1].isdigit():
+                uid = int(parts[1])
+                if uid >= 1000:
+                    return self.send_json(404, {"error": "no such user", "id": uid})
+                return self.send_json(200, user(uid))
+            return self.send_json(200, {"id": parts[1], "username": parts[1], "email": "x@example.com"})
+        if len(parts) == 2 and parts[0] == "articles":
+            slug = parts[1]
+            return self.send_json(200, {"slug": slug, "title": slug.replace("-", " ").title(), "url": f"https://blog.example.com/{slug}"})
+        if parts == ["items"]:
+            if method == "POST":
+                try:
+                    item = json.loads(body or b"{}")
+                except ValueError:
+                    return self.send_json(400, {"error": "bad json"})
+                item["id"] = len(ITEMS) + 1
+                ITEMS.append(item)
+                return self.send_json(201, item, {"Location": f"/items/{item['id']}"})
+            return self.send_json(200, {"items": ITEMS, "count": len(ITEMS)})
+        if parts == ["secret"]:
+            return self.send_json(200, {"ok": True}, {"Set-Cookie": "session=very-secret-cookie"})
+        if parts == ["gzip"]:
+            raw = json.dumps({"compressed": True, "n": 42}).encode()
+            return self.send(200, gzip.compress(raw), headers={"Content-Encoding": "gzip"})
+        if parts == ["badgzip"]:
+            return self.send(200, b"this is not gzip at all", headers={"Content-Encoding": "gzip"})
+        if parts == ["oddenc"]:
+            return self.send(200, b"\x00\x01\x02", headers={"Content-Encoding": "snappy-ish"})
+        if parts == ["binary"]:
+            return self.send(200, bytes(range(256)) * 4, "application/octet-stream")
+        if parts == ["broken"]:
+            return self.send(200, b'{"a": 1, "b": [1, 2', "application/json")
+        if parts == ["latin1"]:
+            return self.send(200, '{"name": "Jos\xe9"}'.encode("latin-1"), "application/json")
+        if parts == ["deep"]:
+            return self.send(200, b"[" * 5000 + b"]" * 5000, "application/json")
+        if parts == ["big"]:
+            n = int(q.get("size", 2_000_000))
+            return self.send_json(200, {"blob": "x" * n})
+        if parts == ["html"]:
+            return self.send(200, b"<html><body>hello</body></html>", "text/html")
+        if parts == ["slow"]:
+            time.sleep(float(q.get("s", 1)))
+            return self.send_json(200, {"slow": True})
+        if len(parts) == 2 and parts[0] == "status":
+            code = int(parts[1])
+            return self.send_json(code, {"status": code, "error": "as asked"})
+        if parts == ["echo"]:
+            return self.send_json(200, {"method": method, "query": q, "body": body.decode("utf-8", "replace")})
+        return self.send_json(404, {"error": "not found", "path": url.path})
+
+
+def main(argv: list[str]) -> None:
+    global VARIANT
+    port = int(argv[0])
+    tls = None
+    if "--tls" in argv:
+        tls = argv[argv.index("--tls") + 1]
+    if "--variant" in argv:
+        VARIANT = argv[argv.index("--variant") + 1]
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    if tls:
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
