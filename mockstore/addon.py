@@ -40,6 +40,7 @@ class MockStore:
         self.learn_lock = threading.Lock()
         self._persister: asyncio.Task | None = None
         self._warned: set[str] = set()
+        self.upstream_timeout = 10.0
 
     # --- options -----------------------------------------------------------------------
 
@@ -50,15 +51,19 @@ class MockStore:
         loader.add_option("mock_latency", str, "learned", "Simulated latency of mocked answers: learned | none.", choices=("learned", "none"))
         loader.add_option("mock_redact", bool, True, "Redact secrets (Authorization, cookies, API keys, token parameters) before storing.")
         loader.add_option("mock_max_body", int, 1024 * 1024, "Bytes of a body learned and recorded; larger bodies pass through unlearned.")
-        loader.add_option("mock_upstream_timeout", float, 10.0, "Seconds to wait for the real API in failover mode before answering from mockstore.")
+        loader.add_option("mock_upstream_timeout", str, "10", "Seconds to wait for the real API in failover mode before answering from mockstore.")
         loader.add_option("mock_worker", int, 0, "Worker slot (0-15) when several proxy processes share one store.")
 
     def configure(self, updated):
         o = ctx.options
+        if o.connection_strategy != "lazy":
+            # mitmproxy connects upstream as soon as a client connects ("eager"); a mock must
+            # answer without a real API, so connect only when a request really goes upstream.
+            o.connection_strategy = "lazy"
         if "mock_max_body" in updated and o.mock_max_body <= 0:
             raise exceptions.OptionsError(f"mock_max_body must be a positive number of bytes, not {o.mock_max_body}")
-        if "mock_upstream_timeout" in updated and o.mock_upstream_timeout <= 0:
-            raise exceptions.OptionsError(f"mock_upstream_timeout must be positive seconds, not {o.mock_upstream_timeout}")
+        if "mock_upstream_timeout" in updated:
+            self.upstream_timeout = _positive_seconds(o.mock_upstream_timeout)
         if "mock_worker" in updated and not 0 <= o.mock_worker <= 15:
             raise exceptions.OptionsError(f"mock_worker must be 0-15, not {o.mock_worker}")
         if "mock_db" in updated and o.mock_db != self.db_path:
@@ -150,7 +155,7 @@ class MockStore:
             status, headers, body = await asyncio.to_thread(
                 upstream.forward, r.method, r.scheme, r.host, r.port, r.path,
                 list(r.headers.items(multi=True)), r.raw_content or b"",
-                timeout=ctx.options.mock_upstream_timeout, verify=not ctx.options.ssl_insecure,
+                timeout=self.upstream_timeout, verify=not ctx.options.ssl_insecure,
             )
         except upstream.UpstreamError as e:
             await self._answer(f, prefix="failover-", note=str(e))
@@ -223,6 +228,16 @@ class MockStore:
     def source(self, flows_: Sequence[flow.Flow]) -> Sequence[str]:
         """Where each flow's response came from (real, recorded, synthesized, ...)."""
         return [f.metadata.get(flows.META_KEY, {}).get("source", "real") for f in flows_]
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not value > 0:
+        raise exceptions.OptionsError(f"mock_upstream_timeout must be a positive number of seconds, not {text!r}")
+    return value
 
 
 def _is_upgrade(f: http.HTTPFlow) -> bool:

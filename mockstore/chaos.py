@@ -188,15 +188,15 @@ class Chaos:
             if sample:
                 _, sample_headers, body = sample
                 headers = [
-                    (str(k), str(v)) for k, v in sample_headers
-                    if str(k).lower() not in {"content-length", "transfer-encoding", "content-encoding",
+                    (k, v) for k, v in sample_headers
+                    if _s(k).lower() not in {"content-length", "transfer-encoding", "content-encoding",
                                               "connection", "date"}
                 ] + headers
         if body is None:
             body = json.dumps({"error": http.status_codes.RESPONSES.get(status, "Error"),
                                "status": status, "chaos": fault.rule_id}).encode()
             headers.insert(0, ("content-type", "application/json"))
-        resp = http.Response.make(status, body, headers)
+        resp = http.Response.make(status, body, http.Headers([(_b(k), _b(v)) for k, v in headers]))
         resp.headers[SOURCE_HEADER] = "chaos"
         resp.headers[CHAOS_HEADER] = f"{fault.describe()}; rule={fault.rule_id}"
         return resp
@@ -226,6 +226,14 @@ class Chaos:
         if key not in self._warned:
             self._warned.add(key)
             log.warning(message)
+
+
+def _b(x: str | bytes) -> bytes:
+    return x if isinstance(x, bytes) else str(x).encode("utf-8", "surrogateescape")
+
+
+def _s(x: str | bytes) -> str:
+    return x.decode("latin-1") if isinstance(x, bytes) else str(x)
 
 
 def _mark(flow: http.HTTPFlow, fault: Fault) -> None:

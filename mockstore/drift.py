@@ -397,12 +397,11 @@ class DriftWatch:
             return None
         try:
             findings = self._envelope_findings(endpoint, status, content_type)
-            if value is not None and endpoint.response_samples(status) >= self.warmup:
-                schema = endpoint.response_schema(status)
-                if schema:
-                    findings += self._shape_findings(
-                        endpoint.id, "response", status, schema, value, endpoint.response_samples(status)
-                    )
+            samples = endpoint.response_samples(status) if value is not None else 0
+            if samples >= self.warmup:
+                findings += self._shape_findings(
+                    endpoint.id, "response", status, lambda: endpoint.response_schema(status), value, samples
+                )
         except (RecursionError, TypeError, ValueError) as e:  # a body we cannot reason about
             log.debug("drift check skipped for %s: %s", getattr(endpoint, "id", endpoint), e)
             return None
@@ -415,10 +414,9 @@ class DriftWatch:
             return None
         try:
             samples = endpoint.request_samples()
-            schema = endpoint.request_schema() if samples >= self.warmup else None
-            if not schema:
+            if samples < self.warmup:
                 return None
-            findings = self._shape_findings(endpoint.id, "request", 0, schema, value, samples)
+            findings = self._shape_findings(endpoint.id, "request", 0, endpoint.request_schema, value, samples)
         except (RecursionError, TypeError, ValueError) as e:
             log.debug("request drift check skipped for %s: %s", getattr(endpoint, "id", endpoint), e)
             return None
@@ -443,8 +441,9 @@ class DriftWatch:
             })
         return findings
 
-    def _shape_findings(self, eid: str, kind: str, status: int, schema: dict, value: Any,
-                        samples: int) -> list[dict]:
+    def _shape_findings(self, eid: str, kind: str, status: int, get_schema: Callable[[], dict | None],
+                        value: Any, samples: int) -> list[dict]:
+        """The schema is only asked for (it may cost a genson export) when the shape is new."""
         s = shape(value)
         fp = fingerprint(s)
         okkey = (eid, kind, status)
@@ -455,7 +454,8 @@ class DriftWatch:
         cached = self._drift_cache.get(cachekey)
         if cached is not None:
             return list(cached)
-        findings = _compare_shapes(schema, s)
+        schema = get_schema()
+        findings = _compare_shapes(schema, s) if schema else []
         if findings:
             if len(self._drift_cache) > 4096:
                 self._drift_cache.clear()

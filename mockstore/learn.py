@@ -107,7 +107,11 @@ class Learner:
         req, resp = ex.request, ex.response
         query = redact.query(req.query) if self.redacting else req.query
         key = match_key(req.method, req.authority, req.path, query, body_key(req.body, req.content_type))
-        stored = Response(resp.status, stored_headers(resp.headers, redacting=self.redacting), resp.body)
+        req_body, resp_body = req.body, resp.body
+        if self.redacting:
+            secrets = redact.secret_values(req.headers, req.query)
+            req_body, resp_body = redact.scrub(req_body, secrets), redact.scrub(resp_body, secrets)
+        stored = Response(resp.status, stored_headers(resp.headers, redacting=self.redacting), resp_body)
         self.model.add_recorded(key, exchange_id, stored)
         if self.store is None:
             return
@@ -121,10 +125,10 @@ class Learner:
             "path": req.path,
             "query": json.dumps(query),
             "req_headers": json.dumps(stored_headers(req.headers, redacting=self.redacting)),
-            "req_body": req.body,
+            "req_body": req_body,
             "status": resp.status,
             "resp_headers": json.dumps(stored.headers),
-            "resp_body": resp.body,
+            "resp_body": resp_body,
             "duration_ms": ex.duration_ms,
             "template": ep.template,
             "match_key": key,

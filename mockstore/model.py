@@ -19,6 +19,7 @@ import sqlite_utils
 
 from .exchange import Headers, Response
 from .paths import PathTemplates
+from .recorded import RecordedIndex, db_path
 from .schemas import SchemaModel
 from .stats import EndpointStats
 
@@ -110,11 +111,38 @@ class Endpoint:
         self.dirty = True
 
 
+class StoredSchema(SchemaModel):
+    """A SchemaModel as the store keeps it, handed to genson only when first used: parsing
+    every endpoint's schemas at start took 1.5 s for 10k endpoints."""
+
+    _parse_lock = threading.Lock()
+
+    def __init__(self, text: str, samples: int = 0):
+        self._text, self.samples, self._built = text, samples, None
+
+    @property
+    def _builder(self):
+        if self._built is None:
+            with self._parse_lock:
+                if self._built is None:
+                    try:
+                        schema = json.loads(self._text)
+                    except (TypeError, ValueError):
+                        schema = None  # a damaged row: learn this schema afresh
+                    built = SchemaModel(schema, samples=self.samples)
+                    self._built = built._builder
+        return self._built
+
+    @_builder.setter
+    def _builder(self, value) -> None:
+        self._built = value
+
+
 class Model:
     def __init__(self, *, slot: int = 0, cache_size: int = 4096):
         self.templates = PathTemplates()
         self.endpoints: dict[str, Endpoint] = {}
-        self.recorded: dict[int, list[int]] = {}  # match key -> exchange ids, in recorded order
+        self.recorded = RecordedIndex()  # match key -> exchange ids, in recorded order
         self.cursors: dict[int, int] = {}  # match key -> how many of its recordings were replayed
         self.cache: OrderedDict[int, Response] = OrderedDict()  # exchange id -> response
         self.cache_size = cache_size
@@ -144,19 +172,18 @@ class Model:
             ep = m.endpoints.get(ep_id)
             if ep is None:
                 continue
-            sm = SchemaModel(json.loads(schema))
-            sm.samples = samples or 0
+            sm = StoredSchema(schema, samples or 0)
             if kind == "request":
                 ep.request = sm
             else:
                 ep.responses[status] = sm
-        recorded = m.recorded
-        for id_, key in db.execute("select id, match_key from exchanges order by id"):
-            lst = recorded.get(key)
-            if lst is None:
-                recorded[key] = [id_]
-            else:
-                lst.append(id_)
+        # Recorded exchanges are looked up in the store's index on first use, not loaded:
+        # a million of them took 4 s and 250 MB here (see mockstore.recorded).
+        path = db_path(db.conn)
+        m.recorded = RecordedIndex(path)
+        if path is None:  # an in-memory database: nothing to look up later, load it now
+            for id_, key in db.execute("select id, match_key from exchanges order by id"):
+                m.recorded.add(key, id_)
         return m
 
     def persist(self):
@@ -252,11 +279,7 @@ class Model:
     # --- recorded exchanges --------------------------------------------------------------
 
     def add_recorded(self, key: int, exchange_id: int, response: Response) -> None:
-        lst = self.recorded.get(key)
-        if lst is None:
-            self.recorded[key] = [exchange_id]
-        else:
-            lst.append(exchange_id)
+        self.recorded.add(key, exchange_id)
         self.remember(exchange_id, response)
 
     def next_recorded(self, key: int) -> int | None:

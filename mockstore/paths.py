@@ -39,9 +39,8 @@ _ULID = re.compile(r"[0-9][0-9A-HJKMNP-TV-Z]{25}")
 _HEX = re.compile(r"[0-9a-fA-F]{8,}")
 _DATE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
 _SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)+")
+_NON_WORD = re.compile(r"\W")
 _PREFIX = re.compile(r"api|rest|public|internal|latest|v\d+(\.\d+)*|\d+\.\d+")
-
-PARAM = "{}"  # key of the parameter child in states and relative paths
 
 
 def classify(segment: str) -> str | None:
@@ -67,7 +66,7 @@ def classify(segment: str) -> str | None:
 
 def singular(word: str) -> str:
     """Good enough for collection names: orders -> order, categories -> category."""
-    w = re.sub(r"\W", "_", word.lower()).strip("_")
+    w = _NON_WORD.sub("_", word.lower()).strip("_")
     if w.endswith("ies") and len(w) > 3:
         return w[:-3] + "y"
     if w.endswith(("sses", "xes", "ches", "shes", "zzes")):
@@ -140,18 +139,19 @@ class _Node:
                 self.param.promoted = self.param.promoted or other.param.promoted
                 self.param.absorb(other.param)
 
-    def terminals(self, rel: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], _Node]]:
+    def terminals(self, rel: tuple = ()) -> Iterator[tuple[tuple, _Node]]:
+        """(relative path, node) of every template in the subtree; None stands for a parameter."""
         if self.ends:
             yield rel, self
         for seg, child in self.lit.items():
             yield from child.terminals(rel + (seg,))
         if self.param is not None:
-            yield from self.param.terminals(rel + (PARAM,))
+            yield from self.param.terminals(rel + (None,))
 
-    def walk(self, rel: tuple[str, ...]) -> _Node:
+    def walk(self, rel: tuple) -> _Node:
         node = self
         for seg in rel:
-            node = node.param if seg == PARAM else node.lit[seg]  # type: ignore[assignment]
+            node = node.param if seg is None else node.lit[seg]  # type: ignore[assignment]
         return node
 
     # -- state ----------------------------------------------------------------------
@@ -201,10 +201,17 @@ class PathTemplates:
         self._roots: dict[str, _Node] = {}
         # Every (old template, new template) pair the last `learn` folded away.
         self.last_folds: list[tuple[str, str]] = []
-        for host, root_state in ((state or {}).get("hosts") or {}).items():
-            root = _Node.from_state(root_state)
-            root.rename()
-            self._roots[host] = root
+        if not state:
+            return
+        try:
+            if state.get("version", 1) != 1:
+                raise ValueError(f"unknown version {state.get('version')!r}")
+            for host, root_state in state["hosts"].items():
+                root = _Node.from_state(root_state)
+                root.rename()
+                self._roots[str(host)] = root
+        except (AttributeError, KeyError, TypeError, ValueError, RecursionError) as e:
+            raise ValueError(f"not a saved PathTemplates state: {e!r}") from None
 
     @classmethod
     def from_state(cls, state: dict) -> PathTemplates:
@@ -277,14 +284,17 @@ class PathTemplates:
         """Turn the position into a parameter, moving the rare literals' subtrees into it."""
         param = self._param(node, "slug", parent_literal)
         param.promoted = True
-        moved: list[tuple[str, tuple[str, ...]]] = []
+        moved: list[tuple[str, tuple]] = []
         for seg in segments:
             child = node.lit.pop(seg)
             moved.extend((n.template, rel) for rel, n in child.terminals())
             param.absorb(child)
         node._child_template(param, None, parent_literal)
         param.rename(None)
-        self.last_folds = [(old, param.walk(rel).template) for old, rel in moved]
+        now = {old: param.walk(rel).template for old, rel in moved}
+        # A second fold in the same call moves templates the first one produced: compose.
+        folds = [(a, now.get(b, b)) for a, b in self.last_folds] + list(now.items())
+        self.last_folds = list(dict.fromkeys(f for f in folds if f[0] != f[1]))
         return param
 
     def match(self, host: str, path: str) -> tuple[str, dict[str, str]] | None:

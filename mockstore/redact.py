@@ -44,3 +44,21 @@ def headers(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def query(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(k, MARKER if is_secret_param(k) else v) for k, v in pairs]
+
+
+def secret_values(headers: list[tuple[str, str]], query: list[tuple[str, str]]) -> list[bytes]:
+    """The secrets in a request, to scrub where a body echoes them (`Bearer x` gives `x` too)."""
+    values = [v for k, v in headers if is_secret_header(k)] + [v for k, v in query if is_secret_param(k)]
+    out = set()
+    for v in values:
+        for part in (v, v.split(" ", 1)[-1]):
+            if len(part) >= 6:
+                out.add(part.encode())
+    return sorted(out, key=len, reverse=True)
+
+
+def scrub(body: bytes, secrets: list[bytes]) -> bytes:
+    for secret in secrets:
+        if secret in body:
+            body = body.replace(secret, MARKER.encode())
+    return body

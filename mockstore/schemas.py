@@ -151,9 +151,6 @@ class SchemaModel:
     def to_schema(self) -> dict:
         return _fold_nulls(self._builder.to_schema())
 
-    def __len__(self) -> int:
-        return self.samples
-
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
@@ -264,25 +261,3 @@ def _belongs(keyword: str, type_: str) -> bool:
 def _is_null_only(s: Any) -> bool:
     return isinstance(s, dict) and s == {"type": "null"}
 
-
-if __name__ == "__main__":
-    import json
-    import timeit
-
-    body = {
-        "id": 42,
-        "name": "Leanne Graham",
-        "username": "Bret",
-        "email": "Sincere@april.biz",
-        "address": {"street": "Kulas Light", "city": "Gwenborough", "zipcode": "92998-3874"},
-        "phone": "1-770-736-8031 x56442",
-        "website": "https://hildegard.org",
-        "created_at": "2024-01-31T10:00:00Z",
-        "tags": ["a", "b"],
-        "active": True,
-    }
-    print(len(json.dumps(body)), "bytes")
-    model = SchemaModel()
-    n = 5000
-    t = timeit.timeit(lambda: model.add(body), number=n)
-    print(f"{t / n * 1e6:.1f} µs per add")

@@ -2,7 +2,7 @@
 
 mitmdump loads ~36 default addons and offers every event to each of them; most of a
 short-circuited request's CPU goes there. This master loads Core, Proxyserver, NextLayer,
-TlsConfig, ErrorCheck and KeepServing, plus mockstore's addon, and behaves the same for
+TlsConfig and ErrorCheck, plus mockstore's addon, and behaves the same for
 everything mockstore does (the end-to-end tests run through both).
 """
 
@@ -13,7 +13,7 @@ import signal
 from collections.abc import Iterable
 
 from mitmproxy import master, options
-from mitmproxy.addons import core, errorcheck, keepserving, next_layer, proxyserver, tlsconfig
+from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
 
 from .addon import MockStore
 
@@ -28,15 +28,14 @@ def lean_addons() -> list:
         proxyserver.Proxyserver(),
         next_layer.NextLayer(),
         tlsconfig.TlsConfig(),
-        keepserving.KeepServing(),
         errorcheck.ErrorCheck(),
     ]
 
 
-async def _run(settings: dict, extra_addons: Iterable) -> None:
+async def _run(settings: dict, extra_addons: Iterable, with_mockstore: bool) -> None:
     m = master.Master(options.Options(), with_termlog=True)
-    m.addons.add(*lean_addons(), MockStore(), *extra_addons)
-    m.options.update(**settings)
+    m.addons.add(*lean_addons(), *([MockStore()] if with_mockstore else []), *extra_addons)
+    apply_settings(m.options, settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -46,6 +45,46 @@ async def _run(settings: dict, extra_addons: Iterable) -> None:
     await m.run()
 
 
-def run(settings: dict, extra_addons: Iterable = ()) -> None:
-    """Run a lean master with these options (mitmproxy's and mockstore's) until stopped."""
-    asyncio.run(_run(settings, list(extra_addons)))
+def apply_settings(opts: options.Options, settings: dict) -> None:
+    """Set options given typed (from the command line's own flags) or as text (`--set
+    NAME=VALUE`, parsed the way mitmproxy parses its own `--set`)."""
+    typed, text = {}, []
+    for k, v in settings.items():
+        if isinstance(v, str) and k in opts and opts._options[k].typespec is not str:
+            text.append(f"{k}={v}")
+        else:
+            typed[k] = v
+    opts.update(**typed)
+    if text:
+        opts.set(*text)
+
+
+def share_port() -> None:
+    """Let several processes listen on one TCP port: Linux's SO_REUSEPORT, the kernel spreading
+    new connections over the listeners. mitmproxy binds with `asyncio.start_server(handler,
+    host, port)` and has no option for it, so its TCP listen is wrapped, in this process only;
+    UDP modes and port 0 keep mitmproxy's own listen (they cannot be shared)."""
+    from mitmproxy.proxy import mode_servers
+
+    cls = mode_servers.AsyncioServerInstance
+    if getattr(cls.listen, "shares_port", False):
+        return
+    original = cls.listen
+
+    async def listen(self, host: str, port: int):
+        if self.mode.transport_protocol != "tcp" or port == 0:
+            return await original(self, host, port)
+        return [await asyncio.start_server(self.handle_stream, host or None, port, reuse_port=True)]
+
+    listen.shares_port = True
+    cls.listen = listen
+
+
+def run(settings: dict, extra_addons: Iterable = (), *, with_mockstore: bool = True, shared_port: bool = False) -> None:
+    """Run a lean master with these options (mitmproxy's and mockstore's) until stopped.
+
+    `shared_port`: listen with SO_REUSEPORT, one of several workers (see mockstore.workers).
+    `with_mockstore=False`: the bare lean master, for measuring what mockstore adds."""
+    if shared_port:
+        share_port()
+    asyncio.run(_run(settings, list(extra_addons), with_mockstore))

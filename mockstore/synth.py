@@ -35,6 +35,10 @@ except ImportError:  # pragma: no cover
 MAX_DEPTH = 12  # nesting below which only required properties are produced
 MAX_REF_DEPTH = 3  # times one $ref may be entered on a single branch
 MAX_ITEMS = 5
+# Schemas may demand absurd sizes; we honour them only up to these (and then fail validation
+# rather than memory).
+MAX_LENGTH = 65536
+MAX_COUNT = 1000
 NULL_RATE = 0.1  # how often a nullable field is null
 
 _faker = Faker("en_US")
@@ -67,9 +71,12 @@ def synthesize(
     with _lock:
         _faker.seed_instance(int.from_bytes(digest, "big"))
         gen = _Generator(_faker, root if root is not None else schema)
-        value = gen.value(schema, "", 0)
-        if overrides and isinstance(value, dict):
-            gen.override(schema, value, overrides)
+        try:
+            value = gen.value(schema, "", 0)
+            if overrides and isinstance(value, dict):
+                gen.override(schema, value, overrides)
+        except RecursionError:
+            raise SynthError("the schema is nested too deeply to synthesize") from None
     return value
 
 
@@ -204,12 +211,14 @@ class _Generator:
                 out.setdefault(self.fake.word(), self.value(extra, "", depth + 1))
         want = schema.get("minProperties")
         if isinstance(want, int) and extra is not False:
+            want = min(want, MAX_COUNT)
             while len(out) < want:
                 out[f"{self.fake.word()}_{len(out)}"] = self.value(extra if isinstance(extra, dict) else True, "", depth + 1)
         return out
 
     def make_array(self, schema: dict, name: str, depth: int) -> list:
-        lo = max(int(schema.get("minItems") or 0), 0)
+        lo = schema.get("minItems")
+        lo = min(max(lo, 0), MAX_COUNT) if isinstance(lo, int) else 0
         hi = schema.get("maxItems")
         hi = min(int(hi), max(lo, MAX_ITEMS)) if isinstance(hi, int) else max(lo, MAX_ITEMS)
         if depth >= MAX_DEPTH:
@@ -258,6 +267,7 @@ class _Generator:
         lo = schema.get("minLength")
         hi = schema.get("maxLength")
         if isinstance(lo, int) and len(s) < lo:
+            lo = min(lo, MAX_LENGTH)
             s += "".join(self.rnd.choice(string.ascii_lowercase) for _ in range(lo - len(s)))
         if isinstance(hi, int) and len(s) > hi:
             s = s[: max(hi, 0)]
@@ -302,15 +312,23 @@ class _Generator:
             v = min(max(v, a), b)
         m = schema.get("multipleOf")
         if _num(m) and m > 0:
-            k = round(v / m)
-            cand = [k * m, (k + 1) * m, (k - 1) * m]
-            ok = [c for c in cand if not (_num(lo) and c < lo) and not (_num(hi) and c > hi)]
-            v = ok[0] if ok else cand[0]
-            if integer:
-                v = int(round(v))
-            elif isinstance(m, int) or float(m).is_integer():
-                v = float(round(v))
+            v = self.multiple(v, m, lo, hi, integer)
         return v
+
+    @staticmethod
+    def multiple(v: float, m: float, lo: Any, hi: Any, integer: bool) -> float:
+        """A multiple of m near v, inside the bounds, that survives float division."""
+        k = round(v / m)
+        fallback = None
+        for c in (k, k + 1, k - 1, *range(k + 2, k + 50)):
+            x = c * m
+            x = int(round(x)) if integer else round(x, 10)
+            if (_num(lo) and x < lo) or (_num(hi) and x > hi):
+                continue
+            fallback = x if fallback is None else fallback
+            if float(x / m).is_integer():
+                return x
+        return fallback if fallback is not None else v
 
     # -- content --------------------------------------------------------------------
 
@@ -459,6 +477,8 @@ class _Generator:
                 out.append(self._one_of_set(av))
             elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
                 lo, hi, sub = av
+                if lo > MAX_COUNT:
+                    raise _Unsupported
                 hi = min(hi, lo + 3) if hi != _sre.MAXREPEAT else lo + r.randint(0, 3)
                 for _ in range(r.randint(lo, max(lo, hi))):
                     out.append(self._emit(sub, depth + 1))
@@ -551,7 +571,7 @@ def coerce(raw: Any, schema: dict) -> tuple[bool, Any]:
                 return True, raw
             if isinstance(raw, float) and raw.is_integer():
                 return True, int(raw)
-            if isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d+\s*", raw):
+            if isinstance(raw, str) and len(raw) < 100 and _INTEGER_TEXT.fullmatch(raw):
                 return True, int(raw)
         if t == "number":
             if isinstance(raw, (int, float)) and not isinstance(raw, bool):
@@ -562,7 +582,7 @@ def coerce(raw: Any, schema: dict) -> tuple[bool, Any]:
                 except ValueError:
                     continue
                 if f == f and f not in (float("inf"), float("-inf")):
-                    return True, int(f) if re.fullmatch(r"\s*[+-]?\d+\s*", raw) else f
+                    return True, int(f) if _INTEGER_TEXT.fullmatch(raw) else f
         if t == "boolean":
             if isinstance(raw, bool):
                 return True, raw
@@ -586,8 +606,8 @@ def _infer_type(schema: dict) -> str:
 
 
 def _merge(a: dict, b: Any) -> dict:
-    """allOf-style merge: properties and required united, the rest first-one-wins...
-    except a concrete type, which narrows."""
+    """allOf-style merge: properties and required are united, types intersected, and any
+    other keyword keeps its first value."""
     if not isinstance(b, dict):
         return a
     out = dict(a)
@@ -627,8 +647,12 @@ def _search(pattern: str, s: str) -> bool:
         return True  # an invalid pattern cannot be honoured; any string will do
 
 
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
+
+
 def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().replace("-", "_")
+    return _CAMEL.sub("_", name).lower().replace("-", "_")
 
 
 def _singular(name: str) -> str:

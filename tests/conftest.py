@@ -82,7 +82,8 @@ def procs():
 
     yield start
     for p in started:
-        p.stop()
+        out = p.stop()
+        print(f"--- output of {' '.join(p.args[:3])} ---\n{out[-5000:]}")  # shown when a test fails
 
 
 @pytest.fixture

@@ -146,3 +146,24 @@ def test_odd_paths_do_not_crash():
 def test_singular():
     assert [singular(w) for w in ["orders", "categories", "addresses", "boxes", "status", "news-items"]] == [
         "order", "category", "address", "box", "status", "news_item"]
+
+
+@pytest.mark.parametrize("state", [{"hosts": 3}, {"version": 9, "hosts": {}}, {"hosts": {"h": {"lit": 5}}},
+                                   {"hosts": {"h": {"hits": "many"}}}, "nonsense"])
+def test_bad_state_is_a_clear_error(state):
+    with pytest.raises(ValueError, match="not a saved PathTemplates state"):
+        PathTemplates(state)
+
+
+def test_two_folds_in_one_learn_compose():
+    t = PathTemplates()
+    pairs = [("octocat", "hello-world"), ("torvalds", "linux"), ("psf", "requests"),
+             ("pallets", "flask"), ("django", "django"), ("numpy", "numpy")]
+    for owner, repo in pairs[:-1]:
+        t.learn("h", f"/repos/{owner}/{repo}")
+    template, merged = t.learn("h", "/repos/numpy/numpy")
+    assert template == "/repos/{slug}/{slug2}"
+    # the caller only ever knew the concrete templates: those are what it must merge
+    assert set(f"/repos/{o}/{r}" for o, r in pairs[:-1]) <= set(merged)
+    assert all(new == template for _, new in t.last_folds)
+    assert t.templates("h") == [template]

@@ -175,6 +175,11 @@ def test_bad_input_gives_clear_errors():
         synthesize({"$ref": "#/components/schemas/Missing"}, root={})
     with pytest.raises(SynthError, match="local"):
         synthesize({"$ref": "http://example.com/x.json"})
+    deep: dict = {"type": "string"}
+    for _ in range(3000):
+        deep = {"type": "object", "properties": {"a": deep}, "required": ["a"]}
+    with pytest.raises(SynthError, match="nested too deeply"):
+        synthesize(deep)
     # nonsense keywords never crash
     for odd in ({"type": "wat"}, {"pattern": "(unclosed"}, {"type": "string", "pattern": r"(a)\1"},
                 {"type": "array", "items": "x"}, {"minimum": "z"}, {"properties": []}):

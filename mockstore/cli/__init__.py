@@ -98,7 +98,7 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
     settings = {
         "mode": [proxy_mode], "listen_host": listen_host, "listen_port": listen_port, "confdir": confdir,
         "mock_db": db_path, "mock_mode": mode, "mock_seed": seed, "mock_latency": latency,
-        "mock_redact": redact, "mock_max_body": max_body, "mock_upstream_timeout": upstream_timeout,
+        "mock_redact": redact, "mock_max_body": max_body, "mock_upstream_timeout": str(upstream_timeout),
     }
     if spec:
         settings["mock_spec"] = spec

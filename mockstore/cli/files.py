@@ -1,0 +1,144 @@
+"""`mockstore import`, `export-openapi`, `export-har`: traffic and knowledge in and out of files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import sys
+
+import click
+
+from .. import har, imports, openapi
+from ..model import Model
+from ..store import StoreError, connect
+from . import db_option, load_model, open_store
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(import_cmd)
+    cli.add_command(export_openapi)
+    cli.add_command(export_har)
+
+
+class _EchoWarnings(logging.Handler):
+    """Show the library's warnings (skipped entries) to the person running the command."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"warning: {record.getMessage()}", err=True)
+
+
+@click.command(name="import")
+@db_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--max-body", default=1024 * 1024, show_default=True, type=int,
+              help="Bodies larger than this are learned for statistics only, not recorded.")
+@click.option("--redact/--no-redact", default=True, show_default=True, help="Redact secrets before storing.")
+def import_cmd(db_path, file, max_body, redact):
+    """Learn from a HAR file or a mitmproxy flow file (told apart by content).
+
+    \b
+    Examples:
+      mockstore import session.har                 # saved from a browser's DevTools
+      mitmdump -w traffic.flows ... && mockstore import traffic.flows --db api.db
+    """
+    try:
+        kind = imports.detect(file)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    store = open_store(db_path)
+    handler = _EchoWarnings(logging.WARNING)
+    loggers = [logging.getLogger(n) for n in ("mockstore.imports", "mockstore.har")]
+    for lg in loggers:
+        lg.addHandler(handler)
+    try:
+        before = {ep_id: ep.count for ep_id, ep in Model.load(store.reader()).endpoints.items()}
+        size = os.path.getsize(file)
+        try:
+            if size > 1024 * 1024:
+                with click.progressbar(length=size, label=f"importing {os.path.basename(file)}", file=sys.stderr) as bar:
+                    last = [0]
+
+                    def progress(done: int) -> None:
+                        bar.update(done - last[0])
+                        last[0] = done
+
+                    n = imports.import_file(store, file, limit=max_body, redacting=redact, progress=progress)
+            else:
+                n = imports.import_file(store, file, limit=max_body, redacting=redact)
+        except (ValueError, RuntimeError) as e:
+            raise click.ClickException(str(e)) from None
+        after = Model.load(store.reader())
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
+        store.close()
+    click.echo(f"imported {n} exchanges from {file} ({'HAR' if kind == 'har' else 'mitmproxy flows'})")
+    learned = sorted(
+        (ep for ep in after.endpoints.values() if ep.count > before.get(ep.id, 0)),
+        key=lambda e: (e.host, e.template, e.method),
+    )
+    if learned:
+        click.echo(f"{len(learned)} endpoints learned:")
+        for ep in learned:
+            click.echo(f"  {ep.method} {ep.host}{ep.template}  (+{ep.count - before.get(ep.id, 0)})")
+
+
+@click.command(name="export-openapi")
+@db_option
+@click.option("-o", "--output", required=True, type=click.File("w", encoding="utf-8"), help="The file to write ('-' for stdout).")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), help="Default: from the file name, else yaml.")
+@click.option("--title", default="Learned API", show_default=True)
+@click.option("--api-version", default="1.0.0", show_default=True, help="info.version of the document.")
+def export_openapi(db_path, output, fmt, title, api_version):
+    """Write what was learned as an OpenAPI 3.1 document.
+
+    \b
+    Examples:
+      mockstore export-openapi -o api.yaml
+      mockstore export-openapi -o - --format json --db api.db | jq .paths
+    """
+    model = load_model(db_path)
+    db = connect(db_path, readonly=True)
+    try:
+        schemes = dict(db.execute("select distinct host, scheme from exchanges").fetchall())
+        seen = db.execute("select distinct host, path from exchanges").fetchall()
+    except (StoreError, sqlite3.DatabaseError) as e:
+        raise click.ClickException(f"cannot read the store {db_path}: {e}") from None
+    doc = openapi.to_openapi(model, title=title, version=api_version, schemes=schemes, seen_paths=seen)
+    db.conn.close()
+    if fmt is None:
+        fmt = "json" if getattr(output, "name", "").endswith(".json") else "yaml"
+    if fmt == "json":
+        output.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    else:
+        import yaml
+
+        yaml.safe_dump(doc, output, sort_keys=False, allow_unicode=True)
+    if output.name != "<stdout>":
+        ops = sum(1 for item in doc["paths"].values() for k in item if k in openapi.METHODS)
+        click.echo(f"wrote {len(doc['paths'])} paths, {ops} operations to {output.name}")
+
+
+@click.command(name="export-har")
+@db_option
+@click.option("-o", "--output", required=True, type=click.File("w", encoding="utf-8"), help="The file to write ('-' for stdout).")
+def export_har(db_path, output):
+    """Write the recorded exchanges as a HAR 1.2 file (opens in DevTools and HAR viewers).
+
+    \b
+    Examples:
+      mockstore export-har -o recorded.har
+      mockstore export-har -o - --db api.db | jq '.log.entries | length'
+    """
+    if not os.path.exists(db_path):
+        raise click.ClickException(f"no store at {db_path}: learn some traffic first (mockstore serve)")
+    try:
+        db = connect(db_path, readonly=True)
+        n = har.write_har(har.exchanges_from_store(db), output)
+    except (StoreError, sqlite3.DatabaseError) as e:
+        raise click.ClickException(f"cannot read the store {db_path}: {e}") from None
+    db.conn.close()
+    if output.name != "<stdout>":
+        click.echo(f"wrote {n} exchanges to {output.name}")

@@ -1,0 +1,133 @@
+"""The index of recorded exchanges: match key -> exchange ids, in recorded order.
+
+Loading every (match key, id) of a big store into a dict at start took 4 s and 250 MB for a
+million exchanges. The store already has that index (`exchanges_match`), and one lookup in it
+costs a few microseconds, so this asks SQLite on first use of a key and remembers the answer
+(a bounded LRU, so random keys cannot grow memory without end). Ids recorded by this process
+are kept in memory as well, so they are found before the writer thread has flushed them.
+
+It reads through its own read-only connection per thread: the event loop (exact-match fast
+path) and the worker threads (`Responder.answer`) never share one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+
+CACHE_KEYS = 65_536
+
+_EMPTY: tuple[int, ...] = ()
+
+
+class RecordedIndex:
+    def __init__(self, path: str | None = None, *, cache_keys: int = CACHE_KEYS):
+        self.path = path or None
+        self.cache_keys = cache_keys
+        self._added: dict[int, list[int]] = {}  # recorded by this process
+        self._stored: OrderedDict[int, tuple[int, ...]] = OrderedDict()  # the store's, LRU
+        self._stored_keys: int | None = None  # distinct keys in the store, counted once
+        self._new_keys = 0  # keys first recorded by this process
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    # --- the mapping API the model and the responder use ------------------------------
+
+    def get(self, key: int, default=None) -> list[int] | None:
+        added = self._added.get(key)
+        stored = self._lookup(key)
+        if not stored:
+            return list(added) if added else default
+        if not added:
+            return list(stored)
+        return sorted(set(stored).union(added))
+
+    def __getitem__(self, key: int) -> list[int]:
+        ids = self.get(key)
+        if ids is None:
+            raise KeyError(key)
+        return ids
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, int) and self.get(key) is not None
+
+    def __len__(self) -> int:
+        if self._stored_keys is None:
+            self._stored_keys = self._count()
+        return self._stored_keys + self._new_keys
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __iter__(self) -> Iterator[int]:
+        """Every key: the store's (one pass over its index), then this process's new ones."""
+        seen = set()
+        conn = self._conn()
+        if conn is not None:
+            for (key,) in conn.execute("select distinct match_key from exchanges where match_key is not null"):
+                seen.add(key)
+                yield key
+        for key in list(self._added):
+            if key not in seen:
+                yield key
+
+    def add(self, key: int, exchange_id: int) -> None:
+        lst = self._added.get(key)
+        if lst is None:
+            if not self._lookup(key):
+                self._new_keys += 1
+            self._added[key] = [exchange_id]
+        else:
+            lst.append(exchange_id)
+
+    # --- the store ---------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection | None:
+        if self.path is None:
+            return None
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 10000")
+            self._local.conn = conn
+        return conn
+
+    def _lookup(self, key: int) -> tuple[int, ...]:
+        if self.path is None:
+            return _EMPTY
+        with self._lock:
+            ids = self._stored.get(key)
+            if ids is not None:
+                self._stored.move_to_end(key)
+                return ids
+        try:
+            rows = self._conn().execute(
+                "select id from exchanges where match_key = ? order by id", [key]
+            ).fetchall()
+        except sqlite3.Error:  # the store went away or is busy beyond the timeout: we know nothing
+            return _EMPTY
+        ids = tuple(r[0] for r in rows) or _EMPTY
+        with self._lock:
+            self._stored[key] = ids
+            if len(self._stored) > self.cache_keys:
+                self._stored.popitem(last=False)
+        return ids
+
+    def _count(self) -> int:
+        conn = self._conn()
+        if conn is None:
+            return 0
+        try:
+            return conn.execute("select count(distinct match_key) from exchanges").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+
+def db_path(conn: sqlite3.Connection) -> str | None:
+    """The file behind a connection, or None for an in-memory or temporary database."""
+    for _, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return file or None
+    return None

@@ -1,0 +1,372 @@
+"""The drift watchdog, against a real SQLite store and genson-learned baselines."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import click
+import pytest
+from click.testing import CliRunner
+from genson import SchemaBuilder
+
+from mockstore import drift as drift_mod
+from mockstore.cli.drift import register
+from mockstore.drift import DriftError, DriftWatch, compare, validate_options
+from mockstore.store import Store
+
+
+@dataclass
+class FakeEndpoint:
+    """The lead's Endpoint, as the contract describes it, learning with genson."""
+
+    id: str = "GET api.example.com/users/{id}"
+    host: str = "api.example.com"
+    method: str = "GET"
+    template: str = "/users/{id}"
+    count: int = 0
+    statuses: dict = field(default_factory=Counter)
+    content_types: dict = field(default_factory=Counter)
+    _resp: dict = field(default_factory=dict)
+    _resp_n: Counter = field(default_factory=Counter)
+    _req: SchemaBuilder | None = None
+    _req_n: int = 0
+
+    def learn(self, status: int, value, content_type: str = "application/json") -> None:
+        self.count += 1
+        self.statuses[status] += 1
+        self.content_types[content_type] += 1
+        if value is not None:
+            self._resp.setdefault(status, SchemaBuilder()).add_object(value)
+            self._resp_n[status] += 1
+
+    def learn_request(self, value) -> None:
+        if self._req is None:
+            self._req = SchemaBuilder()
+        self._req.add_object(value)
+        self._req_n += 1
+
+    def response_schema(self, status):
+        b = self._resp.get(status)
+        return b.to_schema() if b else None
+
+    def response_samples(self, status):
+        return self._resp_n[status]
+
+    def request_schema(self):
+        return self._req.to_schema() if self._req else None
+
+    def request_samples(self):
+        return self._req_n
+
+
+def user(i: int, **over):
+    u = {"id": i, "user_id": 100 + i, "name": f"user {i}", "created": "2024-01-01",
+         "nickname": None if i % 2 else "nick"}
+    if i % 3 == 0:
+        u["bio"] = "optional"
+    u.update(over)
+    return u
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "m.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def learned():
+    ep = FakeEndpoint()
+    for i in range(6):
+        ep.learn(200, user(i))
+    return ep
+
+
+def observe(watch, ep, status, value, ct="application/json"):
+    """What the lead's addon does: check first, learn only when there was no drift."""
+    alert = watch.check_response(ep, status, ct, value)
+    if alert is None:
+        ep.learn(status, value, ct)
+    return alert
+
+
+def test_renamed_field_is_one_critical_alert_naming_both_paths(store, learned):
+    watch = DriftWatch(store)
+    v = user(7)
+    v["userId"] = v.pop("user_id")
+    alert = observe(watch, learned, 200, v)
+    assert alert is not None
+    kinds = {(f["path"], f["kind"], f["severity"]) for f in alert.findings}
+    assert kinds == {("user_id", "missing", "critical"), ("userId", "new", "low")}
+    assert alert.summary == "1 critical, 1 low: user_id missing, userId new"
+    assert alert.score >= 50
+    assert watch.alerts() == [alert]
+
+
+def test_type_change_is_high(store, learned):
+    alert = observe(DriftWatch(store), learned, 200, user(8, created=1704067200))
+    assert [(f["path"], f["severity"], f["expected"], f["actual"]) for f in alert.findings] == [
+        ("created", "high", "string", "integer")
+    ]
+    assert alert.summary == "1 high: created type string->integer"
+
+
+def test_value_becoming_null_where_never_null_is_high(store, learned):
+    alert = observe(DriftWatch(store), learned, 200, user(8, name=None))
+    assert alert.findings[0]["severity"] == "high"
+    assert alert.findings[0]["actual"] == "null"
+
+
+def test_object_to_array_is_high(store, learned):
+    alert = observe(DriftWatch(store), learned, 200, [user(1)])
+    assert alert.findings[0]["path"] == "$"
+    assert (alert.findings[0]["expected"], alert.findings[0]["actual"]) == ("object", "array")
+
+
+def test_added_field_is_low(store, learned):
+    alert = observe(DriftWatch(store), learned, 200, user(8, avatar="x.png"))
+    assert [(f["path"], f["kind"], f["severity"]) for f in alert.findings] == [("avatar", "new", "low")]
+    assert alert.score < 50
+
+
+def test_optional_and_sometimes_null_fields_are_not_flagged(store, learned):
+    watch = DriftWatch(store)
+    v = user(1)  # bio absent (it was optional), nickname null (it was sometimes null)
+    v.pop("bio", None)
+    assert observe(watch, learned, 200, v) is None
+    v = user(2)
+    v.pop("nickname")  # sometimes null: absent is fine too
+    assert observe(watch, learned, 200, v) is None
+    assert observe(watch, learned, 200, user(3, nickname="x", bio="y")) is None
+    assert watch.alerts() == []
+
+
+def test_nested_and_array_paths(store):
+    ep = FakeEndpoint(id="GET h/orders")
+    for i in range(5):
+        ep.learn(200, {"items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": i}], "meta": {"total": i}})
+    watch = DriftWatch(store)
+    alert = observe(watch, ep, 200, {"items": [{"sku": "a", "qty": "1"}, {"qty": 2}], "meta": {"total": 1}})
+    found = {(f["path"], f["kind"]) for f in alert.findings}
+    assert found == {("items[].qty", "type"), ("items[].sku", "missing")}
+    assert observe(watch, ep, 200, {"items": [], "meta": {"total": 0}}) is None
+
+
+def test_the_same_drift_100_times_is_one_alert_with_count_100(store, learned):
+    watch = DriftWatch(store)
+    alerts = {observe(watch, learned, 200, user(i, created=i)).id for i in range(100)}
+    assert len(alerts) == 1
+    (alert,) = watch.alerts()
+    assert alert.count == 100
+    assert alert.last_seen >= alert.first_seen
+    # a different drift is a different alert
+    other = observe(watch, learned, 200, user(1, avatar="a"))
+    assert other.id != alert.id and len(watch.alerts()) == 2
+
+
+def test_resolve_accepts_the_new_shape(store, learned):
+    watch = DriftWatch(store)
+    watch.on_accept = lambda a: learned.learn(a.status, a.sample)
+    v = user(7)
+    v["userId"] = v.pop("user_id")
+    alert = observe(watch, learned, 200, v)
+    resolved = watch.resolve(alert.id)
+    assert resolved.resolved and resolved.resolution == "accepted" and resolved.merged
+    assert watch.alerts(unresolved=True) == []
+    again = user(9)
+    again["userId"] = again.pop("user_id")
+    assert observe(watch, learned, 200, again) is None
+
+
+def test_resolve_keep_old_reopens_on_the_same_drift(store, learned):
+    watch = DriftWatch(store)
+    alert = observe(watch, learned, 200, user(1, created=5))
+    watch.resolve(alert.id, accept=False)
+    assert watch.get(alert.id).resolution == "kept"
+    again = observe(watch, learned, 200, user(2, created=6))
+    assert again.id == alert.id and not again.resolved and again.count == 2
+
+
+def test_resolve_unknown_alert_is_a_clear_error(store):
+    with pytest.raises(DriftError, match="no drift alert with id 42"):
+        DriftWatch(store).resolve(42)
+
+
+def test_warmup_holds_back_alerts(store):
+    ep = FakeEndpoint()
+    watch = DriftWatch(store, warmup=5)
+    for i in range(4):
+        ep.learn(200, user(i))
+    assert observe(watch, ep, 200, user(5, created=1)) is None  # 4 samples: still learning
+    assert observe(watch, ep, 200, user(6, created=2)) is None  # ... and it learned that
+    assert observe(watch, ep, 200, user(7, name=1)) is not None
+    with pytest.raises(ValueError):
+        DriftWatch(store, warmup=0)
+
+
+def test_unseen_status_and_changed_content_type_are_high(store, learned):
+    watch = DriftWatch(store)
+    alert = observe(watch, learned, 503, None, ct="text/html")
+    assert {(f["kind"], f["severity"]) for f in alert.findings} == {("status", "high"), ("content_type", "high")}
+    assert "status 503 never seen" in alert.summary
+    alert = observe(watch, learned, 200, None, ct="text/xml; charset=utf-8")
+    assert [f["actual"] for f in alert.findings] == ["text/xml"]
+
+
+def test_request_drift(store):
+    ep = FakeEndpoint(id="POST h/users", method="POST", template="/users")
+    for i in range(5):
+        ep.learn_request({"name": f"n{i}", "age": i})
+    watch = DriftWatch(store)
+    assert watch.check_request(ep, "application/json", {"name": "x", "age": 3}) is None
+    alert = watch.check_request(ep, "application/json", {"name": "x", "age": "3"})
+    assert alert.kind == "request" and alert.status == 0
+    assert alert.findings[0]["path"] == "age"
+    assert watch.check_request(ep, "application/json", None) is None
+
+
+def test_alerts_persist_and_keep_counting(tmp_path, learned):
+    path = tmp_path / "m.db"
+    store = Store(path)
+    watch = DriftWatch(store)
+    for i in range(3):
+        observe(watch, learned, 200, user(i, created=i))
+    store.close()
+
+    store = Store(path)
+    watch = DriftWatch(store)
+    (alert,) = watch.alerts()
+    assert alert.count == 3 and alert.findings[0]["path"] == "created"
+    assert observe(watch, learned, 200, user(4, created=4)).count == 4
+    new = observe(watch, learned, 200, user(4, avatar=1))
+    assert new.id == alert.id + 1
+    store.close()
+    row = Store(path).reader().execute("select count, summary from drift_alerts where id = ?", [alert.id]).fetchone()
+    assert row == (4, "1 high: created type string->integer")
+
+
+def test_accepted_from_elsewhere_is_merged_when_a_callback_exists(tmp_path, learned):
+    path = tmp_path / "m.db"
+    store = Store(path)
+    alert = observe(DriftWatch(store), learned, 200, user(1, avatar="a"))
+    store.flush()
+    DriftWatch(store).resolve(alert.id)  # as the CLI does: no on_accept
+    store.flush()
+    watch = DriftWatch(store)
+    assert watch.get(alert.id).merged is False
+    merged = []
+    watch.on_accept = merged.append
+    assert watch.apply_pending() == 1
+    assert merged[0].sample["avatar"] == "a"
+    assert watch.apply_pending() == 0
+    store.close()
+
+
+def test_deepdiff_runs_only_for_new_shapes(store, learned, monkeypatch):
+    calls = []
+    real = drift_mod.DeepDiff
+    monkeypatch.setattr(drift_mod, "DeepDiff", lambda *a, **k: calls.append(1) or real(*a, **k))
+    watch = DriftWatch(store)
+    for i in range(50):
+        observe(watch, learned, 200, user(i * 2))  # nickname non-null, bio sometimes: few shapes
+    for i in range(50):
+        observe(watch, learned, 200, user(1, created=i))  # the same drift over and over
+    assert len(calls) <= 3
+
+
+def test_stats(store, learned):
+    watch = DriftWatch(store)
+    for i in range(3):
+        observe(watch, learned, 200, user(i * 2))
+    observe(watch, learned, 200, user(1, created=1))
+    s = watch.stats(learned.id)
+    assert (s["alerts"], s["open"], s["checked"], s["drifted"]) == (1, 1, 4, 1)
+    assert s["share"] == pytest.approx(0.25) and s["last_drift"] is not None
+    assert watch.stats("GET nowhere/x")["alerts"] == 0
+
+
+@pytest.mark.parametrize("value", [
+    "just a string", 12, [], [[[[]]]], {"a": float("nan")}, {"deep": json.loads("[" * 500 + "]" * 500)},
+])
+def test_odd_bodies_never_crash(store, learned, value):
+    watch = DriftWatch(store)
+    alert = watch.check_response(learned, 200, "application/json", value)
+    assert alert is None or alert.findings  # an alert, or nothing, never an exception
+    assert watch.check_response(None, 200, "application/json", value) is None
+
+
+def test_huge_sample_is_stored_as_its_shape(store):
+    ep = FakeEndpoint(id="GET h/big")
+    for i in range(5):
+        ep.learn(200, {"rows": ["a"]})
+    big = {"rows": ["x" * 1000] * 200, "extra": 1}
+    alert = observe(DriftWatch(store), ep, 200, big)
+    assert alert.sample == {"rows": [""], "extra": 0}
+    assert compare(ep.response_schema(200), alert.sample) == compare(ep.response_schema(200), big)
+
+
+def test_validate_options():
+    class Opts:
+        mock_drift_warmup = 0
+    with pytest.raises(ValueError, match="mock_drift_warmup"):
+        validate_options(Opts())
+    Opts.mock_drift_warmup = 5
+    validate_options(Opts())
+    assert {o[0] for o in drift_mod.OPTIONS} == {"mock_drift", "mock_drift_warmup"}
+
+
+# --- the command line ------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli():
+    @click.group()
+    def group():
+        pass
+
+    register(group)
+    return group
+
+
+def test_cli_lists_and_resolves(tmp_path, learned, cli):
+    path = tmp_path / "m.db"
+    store = Store(path)
+    watch = DriftWatch(store)
+    v = user(1)
+    v["userId"] = v.pop("user_id")
+    a1 = observe(watch, learned, 200, v)
+    a2 = observe(watch, learned, 200, user(2, avatar="x"))
+    store.close()
+    runner = CliRunner()
+
+    out = runner.invoke(cli, ["drift", "--db", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "1 critical, 1 low: user_id missing, userId new" in out.output
+    assert "GET api.example.com/users/{id} -> 200" in out.output
+
+    out = runner.invoke(cli, ["drift", "resolve", str(a2.id), "--db", str(path)])
+    assert out.exit_code == 0 and "accepted" in out.output
+
+    out = runner.invoke(cli, ["drift", "--db", str(path), "--json", "--unresolved"])
+    data = json.loads(out.output)
+    assert [d["id"] for d in data] == [a1.id]
+    assert data[0]["findings"][0]["path"] == "user_id"
+
+    out = runner.invoke(cli, ["drift", "resolve", str(a1.id), "--keep-old", "--db", str(path)])
+    assert "old shape stays" in out.output
+    out = runner.invoke(cli, ["drift", "--db", str(path), "--unresolved"])
+    assert "no drift left unresolved" in out.output
+
+
+def test_cli_errors_are_clear(tmp_path, cli):
+    runner = CliRunner()
+    out = runner.invoke(cli, ["drift", "--db", str(tmp_path / "none.db")])
+    assert out.exit_code == 1 and "no store at" in out.output
+    Store(tmp_path / "m.db").close()
+    out = runner.invoke(cli, ["drift", "resolve", "9", "--db", str(tmp_path / "m.db")])
+    assert out.exit_code == 1 and "no drift alert with id 9" in out.output
+    out = runner.invoke(cli, ["drift", "--help"])
+    assert "Example" in out.output
