@@ -16,15 +16,19 @@ from collections.abc import Sequence
 
 from mitmproxy import command, ctx, exceptions, flow, http
 
-from . import flows, upstream
+from . import chaosrules, drift, flows, upstream, vb
 from .answer import Answer, Responder
+from .chaos import Chaos
+from .exchange import Request
 from .learn import Learner
-from .model import Model
+from .model import Model, response_from_row
+from .schemas import SchemaModel
 from .store import Store, StoreError
 
 log = logging.getLogger("mockstore")
 
 MODES = ("learn", "mock", "failover", "replay")
+STATE = "state"  # the source of answers from the stateful virtual backend
 MOCK_HEADER = "X-Mock-Enabled"
 INLINE_LEARN_LIMIT = 64 * 1024  # bytes; larger bodies are learned on a worker thread
 PERSIST_INTERVAL = 1.0  # seconds between handing model changes to the writer
@@ -36,6 +40,11 @@ class MockStore:
         self.model: Model | None = None
         self.learner: Learner | None = None
         self.responder: Responder | None = None
+        self.drift: drift.DriftWatch | None = None
+        self.chaos: Chaos | None = None
+        self.vb: vb.VirtualBackend | None = None
+        self.faults: dict[str, object] = {}  # flow id -> chaos fault, until its response
+        self._error_samples: dict[tuple[str, int], tuple | None] = {}
         self.db_path: str | None = None
         self.learn_lock = threading.Lock()
         self._persister: asyncio.Task | None = None
@@ -53,6 +62,8 @@ class MockStore:
         loader.add_option("mock_max_body", int, 1024 * 1024, "Bytes of a body learned and recorded; larger bodies pass through unlearned.")
         loader.add_option("mock_upstream_timeout", str, "10", "Seconds to wait for the real API in failover mode before answering from mockstore.")
         loader.add_option("mock_worker", int, 0, "Worker slot (0-15) when several proxy processes share one store.")
+        for name, typespec, default, help in drift.OPTIONS + chaosrules.OPTIONS + vb.OPTIONS:
+            loader.add_option(name, typespec, default, help)
 
     def configure(self, updated):
         o = ctx.options
@@ -66,13 +77,35 @@ class MockStore:
             self.upstream_timeout = _positive_seconds(o.mock_upstream_timeout)
         if "mock_worker" in updated and not 0 <= o.mock_worker <= 15:
             raise exceptions.OptionsError(f"mock_worker must be 0-15, not {o.mock_worker}")
-        if "mock_db" in updated and o.mock_db != self.db_path:
+        for module in (drift, chaosrules):
+            try:
+                module.validate_options(o)
+            except ValueError as e:
+                raise exceptions.OptionsError(str(e)) from None
+        reopened = "mock_db" in updated and o.mock_db != self.db_path
+        if reopened:
             self._open(o.mock_db, o.mock_worker)
-        if self.model is not None and updated & {"mock_db", "mock_seed", "mock_latency", "mock_redact"}:
-            self.learner = Learner(self.model, self.store, redacting=o.mock_redact)
+        if reopened or updated & {"mock_drift", "mock_drift_warmup"}:
+            self.drift = drift.DriftWatch(self.store, warmup=o.mock_drift_warmup) if o.mock_drift else None
+            if self.drift is not None:
+                self.drift.on_accept = self._accept_drift
+                self.drift.apply_pending()
+        if reopened or updated & {"mock_seed", "mock_latency", "mock_redact", "mock_drift", "mock_drift_warmup"}:
+            self.learner = Learner(self.model, self.store, redacting=o.mock_redact, drift=self.drift)
             self.responder = Responder(
                 self.model, self.store, seed=o.mock_seed, latency=o.mock_latency == "learned", redacting=o.mock_redact
             )
+        if reopened or updated & {"mock_seed", "mock_chaos", "mock_chaos_timeout"}:
+            rules = chaosrules.ChaosRules(self.store, seed=o.mock_seed)
+            try:
+                if o.mock_chaos:
+                    rules.load_file(o.mock_chaos)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"mock_chaos: {e}") from None
+            self.chaos = Chaos(rules, max_timeout=o.mock_chaos_timeout, error_sample=self._error_sample)
+        vb_names = {name for name, *_ in vb.OPTIONS}
+        if reopened or updated & (vb_names | {"mock_seed"}):
+            self._open_vb({name: getattr(o, name) for name in vb_names})
 
     def _open(self, path: str, slot: int) -> None:
         try:
@@ -83,6 +116,49 @@ class MockStore:
         self.close()
         self.store, self.model, self.db_path = store, model, path
         log.info(f"mockstore: {path}: {len(model.endpoints)} endpoints, {len(model.recorded)} recorded requests")
+
+    def _open_vb(self, opts: dict) -> None:
+        try:
+            backend = vb.VirtualBackend.from_options(opts, self.db_path, ctx.options.mock_seed)
+        except ValueError as e:
+            raise exceptions.OptionsError(str(e)) from None
+        if self.vb is not None:
+            self.vb.close()
+        self.vb = backend
+        if backend is not None:
+            names = ", ".join(r["name"] for r in backend.resources())
+            log.info(f"mockstore: virtual resources: {names}")
+
+    def _accept_drift(self, alert) -> None:
+        """A resolved drift alert whose new shape is accepted joins the learned baseline."""
+        ep = self.model.endpoints.get(alert.endpoint) if self.model else None
+        if ep is None or alert.sample is None:
+            return
+        if alert.kind == "request":
+            if ep.request is None:
+                ep.request = SchemaModel()
+            ep.request.add(alert.sample)
+        else:
+            ep.responses.setdefault(alert.status, SchemaModel()).add(alert.sample)
+        ep.dirty = True
+
+    def _error_sample(self, endpoint_id: str, status: int):
+        """An error body this endpoint really returned, for chaos errors (read once, kept)."""
+        key = (endpoint_id, status)
+        if key not in self._error_samples:
+            ep = self.model.endpoints.get(endpoint_id)
+            row = None
+            if ep is not None:
+                row = self.store.reader().execute(
+                    "select status, resp_headers, resp_body from exchanges where host = ? and method = ? "
+                    "and template = ? and status = ? order by id desc limit 1",
+                    [ep.host, ep.method, ep.template, status],
+                ).fetchone()
+            if row is not None:
+                resp = response_from_row(*row)
+                row = (resp.status, resp.headers, resp.body)
+            self._error_samples[key] = row
+        return self._error_samples[key]
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -96,6 +172,11 @@ class MockStore:
         self.close()
 
     def close(self) -> None:
+        if self.chaos is not None:
+            self.chaos.rules.flush_counters()
+        if self.vb is not None:
+            self.vb.close()
+            self.vb = None
         if self.store is not None:
             self.persist()
             self.store.close()
@@ -128,6 +209,10 @@ class MockStore:
                 mode = "mock"
             elif not wanted:
                 mode = "learn"
+        if self.chaos is not None and ctx.options.mock_chaos_enabled:
+            await self._chaos(f)
+            if f.response is not None or not f.live or f.error:
+                return
         if mode == "learn" or _is_upgrade(f):
             return
         if mode == "failover":
@@ -135,10 +220,25 @@ class MockStore:
         else:
             await self._answer(f, exact_only=mode == "replay")
 
+    async def _chaos(self, f: http.HTTPFlow) -> None:
+        r = f.request
+        authority = r.host if r.port == {"http": 80, "https": 443}.get(r.scheme) else f"{r.host}:{r.port}"
+        ep, _ = self.model.find_endpoint(r.method, authority, r.path.split("?", 1)[0])
+        fault = self.chaos.decide(
+            f, r.method, ep.template if ep else None,
+            (lambda stat: ep.stats.percentile(float(stat.lstrip("p")))) if ep else None,
+            endpoint_id=ep.id if ep else None,
+        )
+        if fault is not None:
+            self.faults[f.id] = fault
+            await self.chaos.apply_request(f, fault)
+
     async def _answer(self, f: http.HTTPFlow, *, exact_only: bool = False, prefix: str = "", note: str = "") -> None:
         req, problem = flows.to_request(f.request, ctx.options.mock_max_body)
         if problem:
             self._warn_once(f"request body: {problem}")
+        if self.vb is not None and await self._virtual(f, req, prefix):
+            return
         answer: Answer | None = None if exact_only else self.responder.exact_cached(req)
         if answer is None:
             answer = await asyncio.to_thread(self.responder.answer, req, exact_only=exact_only)
@@ -147,6 +247,15 @@ class MockStore:
         flows.respond(f, answer.response, prefix + answer.source, note)
         if answer.endpoint:
             f.metadata[flows.META_KEY]["endpoint"] = answer.endpoint
+
+    async def _virtual(self, f: http.HTTPFlow, req: Request, prefix: str) -> bool:
+        if f.request.raw_content and len(f.request.raw_content) > len(req.body):
+            req.body = f.request.raw_content  # over mock_max_body: let the vb say 413 itself
+        response = await asyncio.to_thread(self.vb.handle, req)
+        if response is None:
+            return False
+        flows.respond(f, response, prefix + STATE)
+        return True
 
     async def _failover(self, f: http.HTTPFlow) -> None:
         r = f.request
@@ -165,6 +274,15 @@ class MockStore:
         f.metadata[flows.META_KEY] = {"forwarded": True, "duration_ms": (time.time() - started) * 1000}
 
     async def response(self, f: http.HTTPFlow) -> None:
+        fault = self.faults.pop(f.id, None)
+        await self._learn(f)
+        if fault is not None:
+            self.chaos.apply_response(f, fault)
+
+    def error(self, f: http.HTTPFlow) -> None:
+        self.faults.pop(f.id, None)
+
+    async def _learn(self, f: http.HTTPFlow) -> None:
         meta = f.metadata.get(flows.META_KEY, {})
         if "source" in meta or self.learner is None or f.is_replay == "response":
             return  # ours, never learned from
@@ -182,8 +300,8 @@ class MockStore:
         else:
             learned = await asyncio.to_thread(self._learn_locked, ex, problem is None)
         for alert in learned.alerts:
-            flows.mark(f, "drift", alert.summary)
-            log.warning(f"mockstore drift: {learned.endpoint.id}: {alert.summary}")
+            flows.note(f, "drift", f"{alert.kind} drift, score {alert.score}: {alert.summary}")
+            log.warning(f"mockstore drift: {learned.endpoint.id}: {alert.summary} (alert {alert.id}, seen {alert.count}x)")
         if ctx.options.mock_mode == "failover" and f.response.status_code >= 500:
             await self._answer(f, prefix="failover-", note=f"upstream answered {f.response.status_code}")
 
@@ -223,6 +341,55 @@ class MockStore:
     def mode(self, mode: str) -> None:
         """Switch the mode: learn | mock | failover | replay."""
         ctx.options.update(mock_mode=mode)
+
+    @command.command("mockstore.drift")
+    def drift_alerts(self) -> Sequence[str]:
+        """Open contract drift alerts: id, endpoint, score, summary, count."""
+        if self.drift is None:
+            return ["drift watching is off (mock_drift=false)"]
+        return [
+            f"#{a.id} {a.endpoint} score={a.score} x{a.count}: {a.summary}"
+            for a in self.drift.alerts(unresolved=True)
+        ]
+
+    @command.command("mockstore.resolve")
+    def resolve(self, alert_id: int, accept: bool = True) -> str:
+        """Resolve a drift alert; accept=true takes the new shape into the baseline."""
+        try:
+            a = self.drift.resolve(alert_id, accept=accept)
+        except (drift.DriftError, AttributeError) as e:
+            raise exceptions.CommandError(str(e)) from None
+        return f"#{a.id} resolved ({a.resolution})"
+
+    @command.command("mockstore.chaos.add")
+    def chaos_add(self, rule_yaml: str) -> str:
+        """Add a chaos rule, written as YAML or JSON (e.g. '{endpoint: GET /users/{id}, probability: 0.3, effect: {type: error, status: 503}}')."""
+        import yaml
+
+        try:
+            rule = self.chaos.rules.add(yaml.safe_load(rule_yaml), source="command")
+        except (ValueError, yaml.YAMLError) as e:
+            raise exceptions.CommandError(str(e)) from None
+        return f"chaos rule {rule.id} added"
+
+    @command.command("mockstore.chaos.clear")
+    def chaos_clear(self) -> None:
+        """Remove every chaos rule."""
+        self.chaos.rules.clear()
+
+    @command.command("mockstore.snapshot")
+    def snapshot(self, verb: str, name: str = "") -> str:
+        """Virtual backend snapshots: create NAME | list | restore NAME | delete NAME."""
+        if self.vb is None:
+            raise exceptions.CommandError("no virtual backend configured (mock_spec / mock_entities)")
+        return self.vb.command(f"snapshot.{verb}", *([name] if name else []))
+
+    @command.command("mockstore.reset")
+    def reset(self) -> str:
+        """Virtual backend: back to the seeded state."""
+        if self.vb is None:
+            raise exceptions.CommandError("no virtual backend configured (mock_spec / mock_entities)")
+        return self.vb.command("reset")
 
     @command.command("mockstore.source")
     def source(self, flows_: Sequence[flow.Flow]) -> Sequence[str]:

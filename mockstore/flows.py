@@ -82,6 +82,14 @@ def mark(flow: http.HTTPFlow, source: str, note: str = "") -> None:
     flow.comment = f"{flow.comment}\n{comment}".strip() if flow.comment else comment
 
 
+def note(flow: http.HTTPFlow, kind: str, text: str) -> None:
+    """Flag a real flow for a person in mitmweb (drift, ...) without claiming its response."""
+    flow.metadata.setdefault(META_KEY, {})[kind] = text
+    flow.marked = ":warning:"
+    comment = f"mockstore {kind}: {text}"
+    flow.comment = f"{flow.comment}\n{comment}".strip() if flow.comment else comment
+
+
 def read_flow_file(path: str | Path, limit: int) -> Iterator[Exchange]:
     """The HTTP exchanges with a response in a file written by `mitmdump -w`."""
     with open(path, "rb") as f:

@@ -96,7 +96,7 @@ def _load_entries(path: str | os.PathLike, name: str) -> list:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError:
-        raise bad(f"not {encoding.upper()[:6]} text (a binary file?)") from None
+        raise bad(f"not {'UTF-16' if encoding == 'utf-16' else 'UTF-8'} text (a binary file?)") from None
     del data
     try:
         doc = json.loads(text)

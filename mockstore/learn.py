@@ -64,6 +64,19 @@ class Learner:
         statistics are learned, the body is neither stored nor learned from."""
         req, resp = ex.request, ex.response
         ep = self.model.learn_endpoint(req.method, req.authority, req.path)
+        alerts = []
+        req_json = resp_json = None
+        if record_body:
+            req_json = _json_or_none(req.body, req.content_type)
+            resp_json = _json_or_none(resp.body, resp.content_type)
+        if self.drift is not None:  # against what was known before this exchange
+            for alert in (
+                self.drift.check_request(ep, req.content_type, req_json) if req_json is not None else None,
+                self.drift.check_response(ep, resp.status, resp.content_type, resp_json),
+            ):
+                if alert is not None:
+                    alerts.append(alert)
+
         ep.first_seen = ep.first_seen or ex.started
         ep.last_seen = max(ep.last_seen, ex.started)
         ep.stats.add(resp.status, ex.duration_ms, resp.content_type)
@@ -76,27 +89,17 @@ class Learner:
                 if q["schema"] != scalar_type(value):
                     q["schema"] = {"type": "string"}
         ep.dirty = True
-
-        alerts = []
-        if record_body:
-            req_json = _json_or_none(req.body, req.content_type)
-            resp_json = _json_or_none(resp.body, resp.content_type)
-            if self.drift is not None:
-                for alert in (
-                    self.drift.check_request(ep, req.content_type, req_json) if req.body else None,
-                    self.drift.check_response(ep, resp.status, resp.content_type, resp_json),
-                ):
-                    if alert is not None:
-                        alerts.append(alert)
-            if req_json is not None and not any(a.kind == "request" for a in alerts):
-                if ep.request is None:
-                    ep.request = SchemaModel()
-                ep.request.add(req_json)
-            if resp_json is not None and not any(a.kind == "response" for a in alerts):
-                model = ep.responses.get(resp.status)
-                if model is None:
-                    model = ep.responses[resp.status] = SchemaModel()
-                model.add(resp_json)
+        # A drifting body stays out of the baseline until the alert is resolved, so the same
+        # drift repeated stays one alert with a growing count.
+        if req_json is not None and not any(a.kind == "request" for a in alerts):
+            if ep.request is None:
+                ep.request = SchemaModel()
+            ep.request.add(req_json)
+        if resp_json is not None and not any(a.kind == "response" for a in alerts):
+            model = ep.responses.get(resp.status)
+            if model is None:
+                model = ep.responses[resp.status] = SchemaModel()
+            model.add(resp_json)
 
         exchange_id = self.model.ids.next()
         if record_body:

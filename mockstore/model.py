@@ -234,27 +234,30 @@ class Model:
     def learn_endpoint(self, method: str, authority: str, path: str) -> Endpoint:
         """The endpoint for a real request, creating it, and folding literal paths that this
         observation reveals to be instances of a template."""
-        template, merged = self.templates.learn(authority, path)
+        template, _ = self.templates.learn(authority, path)
         self._templates_dirty.add(authority)
+        for old, new in self.templates.last_folds:  # every template this observation moved
+            self._fold(authority, old, new)
         ep_id = endpoint_id(method, authority, template)
         ep = self.endpoints.get(ep_id)
         if ep is None:
             ep = self.endpoints[ep_id] = Endpoint(ep_id, authority, method, template)
-        for old in merged:
-            self._retemplated.append((authority, old, template))
-            for m in {e.method for e in self.endpoints.values()}:
-                old_ep = self.endpoints.pop(endpoint_id(m, authority, old), None)
-                if old_ep is None:
-                    continue
-                target_id = endpoint_id(m, authority, template)
-                target = self.endpoints.get(target_id)
-                if target is None:
-                    old_ep.id, old_ep.template, old_ep.dirty = target_id, template, True
-                    self.endpoints[target_id] = old_ep
-                else:
-                    target.merge(old_ep)
-                self._removed.append(endpoint_id(m, authority, old))
         return ep
+
+    def _fold(self, authority: str, old: str, new: str) -> None:
+        self._retemplated.append((authority, old, new))
+        for m in {e.method for e in self.endpoints.values()}:
+            old_ep = self.endpoints.pop(endpoint_id(m, authority, old), None)
+            if old_ep is None:
+                continue
+            target_id = endpoint_id(m, authority, new)
+            target = self.endpoints.get(target_id)
+            if target is None:
+                old_ep.id, old_ep.template, old_ep.dirty = target_id, new, True
+                self.endpoints[target_id] = old_ep
+            else:
+                target.merge(old_ep)
+            self._removed.append(endpoint_id(m, authority, old))
 
     def find_endpoint(self, method: str, authority: str, path: str) -> tuple[Endpoint | None, dict[str, str]]:
         """The known endpoint for a request, without learning anything."""

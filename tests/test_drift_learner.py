@@ -65,8 +65,6 @@ def test_repeats_are_one_alert_and_resolve_accepts(setup):
     assert learner.learn(exchange(300, user(300, "renamed"))).alerts == []
 
 
-@pytest.mark.xfail(reason="mockstore.learn adds the status to the endpoint's stats before the drift "
-                          "check, so a new status is never 'never seen'; check drift first")
 def test_new_status_through_the_learner(setup):
     learner, watch, ep = setup
     (alert,) = learner.learn(exchange(5, {"error": "boom"}, status=500)).alerts

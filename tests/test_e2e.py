@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import ssl
 import subprocess
 
 import httpx
@@ -191,13 +192,13 @@ def test_https_regular_proxy_with_ca(backend, proxy, confdir, tmp_path):
     p0.stop()
     api, url = backend(tls=str(confdir / "mitmproxy-ca.pem"))
     p = proxy(None, ssl_insecure="true")
-    with httpx.Client(proxy=p.url, verify=str(ca), timeout=20) as c:
+    with httpx.Client(proxy=p.url, verify=ssl.create_default_context(cafile=str(ca)), timeout=20) as c:
         real = [c.get(f"{url}/users/{i}") for i in range(1, 4)]
         assert all(r.status_code == 200 for r in real)
     p.stop()
     api.kill()
     mock = proxy(None, mode="mock", db=p.db)
-    with httpx.Client(proxy=mock.url, verify=str(ca), timeout=20) as c:
+    with httpx.Client(proxy=mock.url, verify=ssl.create_default_context(cafile=str(ca)), timeout=20) as c:
         again = [c.get(f"{url}/users/{i}") for i in range(1, 4)]
         assert [r.content for r in again] == [r.content for r in real]
         assert all(r.headers["x-mockstore-source"] == "recorded" for r in again)

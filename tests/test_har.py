@@ -338,7 +338,8 @@ def test_bodies_over_the_limit_are_dropped(tmp_path):
         (b"{not json", "broken JSON"),
         (b"[1, 2]", 'no "log" object'),
         (b'{"log": {"entries": 3}}', 'no "log.entries" list'),
-        (b"\x89PNG\r\n\x1a\n\x00\x00binary\xff\xfe", "not UTF-8"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary\xff\xfe", "not UTF-8 text"),
+        (b"\xff\xfe{\x00\x00", "not UTF-16 text"),
         (b"[" * 100_000 + b"]" * 100_000, "too deeply"),
     ],
 )

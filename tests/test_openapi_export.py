@@ -183,3 +183,33 @@ def test_odd_paths_stay_valid():
     assert len(names) == len(set(names)) == 3
     # status 999 has no place among OpenAPI's response codes; 200 is kept
     assert set(d["paths"]["/"]["get"]["responses"]) == {"200"}
+
+
+def test_real_data_set():
+    """jsonplaceholder's resources, listed and fetched one by one."""
+    data = json.loads(open("/work/shared/data/jsonplaceholder.json", encoding="utf-8").read())
+    model, seen = Model(), []
+    learner = Learner(model, None)
+    host = "jsonplaceholder.typicode.com"
+    for name, rows in data.items():
+        learner.learn(Exchange(Request("GET", host, f"/{name}", scheme="https", port=443), Response.make_json(200, rows)))
+        for row in rows[:20]:
+            path = f"/{name}/{row['id']}"
+            seen.append((host, path))
+            learner.learn(Exchange(Request("GET", host, path, scheme="https", port=443), Response.make_json(200, row)))
+    d = to_openapi(model, seen_paths=seen)
+    validate(d)
+    assert set(d["paths"]) == {f"/{n}" for n in data} | {f"/{n}/{{id}}" for n in data}
+    user = d["paths"]["/users/{id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert user["properties"]["address"]["properties"]["geo"]["type"] == "object"
+    assert user["properties"]["email"]["format"] == "email"
+
+
+def test_non_json_responses_keep_their_media_type():
+    model = Model()
+    learner = Learner(model, None)
+    for _ in range(2):
+        learner.learn(Exchange(Request("GET", "h.example", "/page"), Response(200, [("content-type", "text/html")], b"<p>hi</p>")))
+    d = to_openapi(model)
+    validate(d)
+    assert d["paths"]["/page"]["get"]["responses"]["200"]["content"] == {"text/html": {}}

@@ -75,7 +75,8 @@ def parse_set(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--entities", type=click.Path(exists=True, dir_okay=False), help="Entity file (YAML/JSON): serve its resources statefully.")
 @click.option("--confdir", default=str(CERTS), show_default=True, help="Where the mitmproxy CA lives.")
 @click.option("--set", "extra", multiple=True, metavar="NAME=VALUE", help="Any other mitmproxy or mockstore option.")
-def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, redact, max_body, upstream_timeout, spec, entities, confdir, extra):
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Proxy processes sharing the port and the store (one per core).")
+def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, redact, max_body, upstream_timeout, spec, entities, confdir, extra, workers):
     """Run the proxy with mockstore on a lean mitmproxy master.
 
     \b
@@ -84,6 +85,7 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
       mockstore serve --mode mock --upstream https://api.example.com
       mockstore serve --listen-port 8080                        # regular proxy: point apps at it
       mockstore serve --mode mock --spec petstore.yaml          # a stateful mock, no real API
+      mockstore serve --mode mock --upstream https://api.example.com --workers 2   # two cores
     """
     from ..serve import NOWHERE, run
 
@@ -106,6 +108,10 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
         settings["mock_entities"] = entities
     settings.update(parse_set(extra))
     try:
+        if workers > 1:
+            from ..workers import run as run_workers
+
+            sys.exit(run_workers(settings, workers))
         run(settings)
     except Exception as e:  # an OptionsError, a port in use: say it plainly
         raise click.ClickException(str(e)) from None
