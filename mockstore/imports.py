@@ -115,9 +115,7 @@ def _checkpoint(store: Store, model: Model) -> None:
     write = model.persist()
     if write is not None:
         store.submit(write)
-    # Twice: Store.flush's marker runs inside the batch's transaction, before its commit;
-    # the second marker runs in the next batch, so by then the first one is on disk.
-    if not (store.flush(timeout=300) and store.flush(timeout=300)):
+    if not store.flush(timeout=300):
         raise RuntimeError(f"the store {store.path} did not take the import's writes in time")
 
 

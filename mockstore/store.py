@@ -127,10 +127,8 @@ class Store:
         self.db = connect(self.path)
         migrate(self.db)
         self._local = threading.local()
-        self._queue: queue.Queue[Write | None] = queue.Queue()
+        self._queue: queue.Queue[Write | threading.Event | None] = queue.Queue()
         self._failures = 0
-        self._idle = threading.Event()
-        self._idle.set()
         self._thread = threading.Thread(target=self._run, name="mockstore-writer", daemon=True)
         self._thread.start()
 
@@ -147,13 +145,12 @@ class Store:
 
     def submit(self, write: Write) -> None:
         """Queue a write; it runs on the writer thread, batched with others."""
-        self._idle.clear()
         self._queue.put(write)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every write queued so far is on disk. True if it got there in time."""
         done = threading.Event()
-        self.submit(lambda db: done.set())
+        self._queue.put(done)  # set by the writer once the batch it ends up in is committed
         return done.wait(timeout)
 
     def close(self) -> None:
@@ -179,9 +176,12 @@ class Store:
                     stop = True
                     break
                 batch.append(item)
-            self._write(batch)
-            if self._queue.empty():
-                self._idle.set()
+            writes = [w for w in batch if not isinstance(w, threading.Event)]
+            if writes:
+                self._write(writes)
+            for w in batch:
+                if isinstance(w, threading.Event):
+                    w.set()
 
     def _write(self, batch: list[Write]) -> None:
         """Run a batch in one transaction; on failure, retry each write alone, log, go on."""
