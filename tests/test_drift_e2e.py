@@ -8,19 +8,22 @@ import json
 import subprocess
 from urllib.parse import urlsplit
 
-import httpx
+from click.testing import CliRunner
 from conftest import MOCKSTORE
+
+from mockstore.cli import cli
 
 WARMUP = 5
 
 
-def drift_cli(db, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MOCKSTORE, "drift", *args, "--db", str(db)], capture_output=True, text=True, timeout=60)
+def drift_cli(db, *args: str):
+    """`mockstore drift ...`, in this process (the same click command; a second a start saved)."""
+    return CliRunner().invoke(cli, ["drift", *args, "--db", str(db)])
 
 
 def alerts(db) -> list[dict]:
     out = drift_cli(db, "--json")
-    assert out.returncode == 0, out.stderr
+    assert out.exit_code == 0, out.output
     return json.loads(out.stdout)
 
 
@@ -82,13 +85,14 @@ def test_drift_alerts_resolve_and_stay_quiet(backend, proxy):
 
     # the human table and --unresolved
     table = drift_cli(p.db)
-    assert table.returncode == 0 and "user_id missing, userId new" in table.stdout
+    assert table.exit_code == 0 and "user_id missing, userId new" in table.stdout
 
     # resolve the rename while the proxy is stopped: the new shape becomes the contract
-    done = drift_cli(p.db, "resolve", str(renamed["id"]))
+    done = subprocess.run([MOCKSTORE, "drift", "resolve", str(renamed["id"]), "--db", str(p.db)],
+                          capture_output=True, text=True, timeout=60)  # the installed command itself
     assert done.returncode == 0 and "accepted" in done.stdout, done.stderr
     missing = drift_cli(p.db, "resolve", "9999")
-    assert missing.returncode != 0 and "no drift alert with id 9999" in missing.stderr
+    assert missing.exit_code != 0 and "no drift alert with id 9999" in missing.stderr
     open_ = json.loads(drift_cli(p.db, "--json", "--unresolved").stdout)
     assert {a["id"] for a in open_} == {retyped["id"], added["id"]}
 
