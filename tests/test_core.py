@@ -1,0 +1,218 @@
+"""The core library without a proxy: bodies, redaction, statistics, the store's writer,
+the model's persistence, and the answer chain."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import sqlite3
+import zlib
+
+import brotli
+import jsonschema
+import pytest
+import zstandard
+
+from mockstore import bodies, redact
+from mockstore.answer import Responder
+from mockstore.exchange import Exchange, Request, Response
+from mockstore.learn import Learner
+from mockstore.model import Model
+from mockstore.stats import EndpointStats
+from mockstore.store import Store, StoreError
+
+PAYLOAD = json.dumps({"id": 1, "name": "x" * 100}).encode()
+
+
+# --- bodies ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "encoding,data",
+    [
+        ("gzip", gzip.compress(PAYLOAD)),
+        ("deflate", zlib.compress(PAYLOAD)),
+        ("deflate", zlib.compress(PAYLOAD)[2:-4]),  # raw deflate, as some servers send it
+        ("br", brotli.compress(PAYLOAD)),
+        ("zstd", zstandard.ZstdCompressor().compress(PAYLOAD)),
+        ("identity", PAYLOAD),
+        ("", PAYLOAD),
+    ],
+)
+def test_decode_every_encoding(encoding, data):
+    assert bodies.decode(data, encoding, limit=10_000) == PAYLOAD
+
+
+def test_decode_refuses_bombs_and_nonsense():
+    bomb = gzip.compress(b"0" * 5_000_000)
+    with pytest.raises(bodies.BodyError, match="over mock_max_body"):
+        bodies.decode(bomb, "gzip", limit=1000)
+    with pytest.raises(bodies.BodyError, match="broken compressed body"):
+        bodies.decode(b"not gzip", "gzip", limit=1000)
+    with pytest.raises(bodies.BodyError, match="unknown content-encoding"):
+        bodies.decode(b"x", "snappy", limit=1000)
+
+
+def test_load_json_reasons():
+    assert bodies.load_json(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}  # a BOM is fine
+    for body, reason in [
+        (b"", "empty"),
+        (b"\xff\xfe\x00", "not UTF-8"),
+        (b'{"a": ', "broken JSON"),
+        (b"[" * 500 + b"]" * 500, "nested"),
+        (b"[" * 100_000, "nested too deeply"),
+    ]:
+        with pytest.raises(bodies.BodyError, match=reason):
+            bodies.load_json(body)
+
+
+# --- redaction ----------------------------------------------------------------------------
+
+
+def test_redaction_of_headers_query_and_echoes():
+    hs = redact.headers([("Authorization", "Bearer abc"), ("X-Api-Key", "k"), ("Accept", "*/*"), ("X-Session-Token", "t")])
+    assert hs == [("Authorization", "[redacted]"), ("X-Api-Key", "[redacted]"), ("Accept", "*/*"), ("X-Session-Token", "[redacted]")]
+    q = redact.query([("api_key", "1"), ("access_token", "2"), ("page", "3"), ("sig", "4")])
+    assert [v for _, v in q] == ["[redacted]", "[redacted]", "3", "[redacted]"]
+    secrets = redact.secret_values([("Authorization", "Bearer tok-123456")], [("key", "zz-998877")])
+    assert redact.scrub(b'{"t": "tok-123456", "k": "zz-998877"}', secrets) == b'{"t": "[redacted]", "k": "[redacted]"}'
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+def test_latency_percentiles_and_draws():
+    s = EndpointStats()
+    for ms in range(1, 101):
+        s.add(200, float(ms))
+    s.add(500, 1000.0)
+    assert 45 <= s.percentile(50) <= 55
+    assert 90 <= s.percentile(95) <= 100
+    assert s.percentile(100) >= 950
+    assert s.main_status == 200
+    assert s.error_rate == pytest.approx(1 / 101)
+    draws = [s.draw_latency(random.Random(i)) for i in range(500)]
+    assert 1 <= min(draws) and max(draws) <= 1100
+    again = EndpointStats.from_json(json.loads(json.dumps(s.to_json())))
+    assert again.percentile(95) == s.percentile(95) and again.statuses == s.statuses
+
+
+# --- the store's writer -------------------------------------------------------------------
+
+
+def test_writer_batches_and_one_bad_write_loses_nothing_else(tmp_path):
+    store = Store(tmp_path / "s.db")
+    store.submit(lambda db: db.execute("create table t (x integer)"))
+    for i in range(100):
+        store.submit(lambda db, i=i: db.execute("insert into t values (?)", [i]))
+    store.submit(lambda db: db.execute("insert into nowhere values (1)"))  # fails
+    store.submit(lambda db: db.execute("insert into t values (100)"))
+    assert store.flush()
+    assert store.reader().execute("select count(*) from t").fetchone()[0] == 101
+    store.close()
+
+
+def test_writer_waits_out_a_lock(tmp_path):
+    path = tmp_path / "s.db"
+    store = Store(path)
+    store.submit(lambda db: db.execute("create table t (x)"))
+    assert store.flush()
+    other = sqlite3.connect(path, timeout=0)
+    other.execute("begin exclusive")
+    store.submit(lambda db: db.execute("insert into t values (1)"))
+    other.rollback()  # released soon: the writer's busy timeout and retries get through
+    other.close()
+    assert store.flush()
+    assert store.reader().execute("select count(*) from t").fetchone()[0] == 1
+    store.close()
+
+
+def test_corrupt_or_foreign_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open the store"):
+        Store(bad)
+    with pytest.raises(StoreError, match="does not exist"):
+        Store(tmp_path / "missing" / "x.db")
+
+
+# --- learning, persisting, answering -------------------------------------------------------
+
+
+def ex(method, path, status=200, body=None, query=(), req_body=None, ms=5.0):
+    req = Request(method, "api.test", path, list(query), [("content-type", "application/json")],
+                  json.dumps(req_body).encode() if req_body is not None else b"")
+    resp = Response.make_json(status, body) if body is not None else Response(status)
+    return Exchange(req, resp, started=1_700_000_000.0, duration_ms=ms)
+
+
+def user(i):
+    return {"id": i, "email": f"u{i}@example.com", "name": f"User {i}", "created_at": "2024-01-01T00:00:00Z"}
+
+
+@pytest.fixture
+def learned(tmp_path):
+    store = Store(tmp_path / "m.db")
+    model = Model()
+    learner = Learner(model, store)
+    for i in range(1, 8):
+        learner.learn(ex("GET", f"/users/{i}", body=user(i)))
+    learner.learn(ex("GET", "/users", body={"page": 1, "users": [user(1)]}, query=[("page", "1")]))
+    learner.learn(ex("GET", "/users", body={"page": 2, "users": [user(2)]}, query=[("page", "2")]))
+    learner.learn(ex("GET", "/cart", body={"items": []}))
+    learner.learn(ex("POST", "/cart", status=201, body={"ok": True}, req_body={"sku": "a"}))
+    learner.learn(ex("GET", "/cart", body={"items": ["a"]}))
+    store.submit(model.persist())
+    assert store.flush()
+    yield store, model
+    store.close()
+
+
+def test_model_survives_a_restart(learned):
+    store, model = learned
+    again = Model.load(store.reader())
+    assert set(again.endpoints) == set(model.endpoints)
+    ep = again.endpoints["GET api.test/users/{id}"]
+    assert ep.count == 7 and ep.response_samples(200) == 7
+    assert ep.response_schema(200) == model.endpoints[ep.id].response_schema(200)
+    assert len(again.recorded) == len(model.recorded) == 11  # GET /cart twice: one key
+    assert all(again.recorded.get(k) == model.recorded.get(k) for k in model.recorded)
+    assert again.endpoints["GET api.test/users"].stats.query["page"]["schema"]["type"] == "integer"
+
+
+def test_answer_chain(learned):
+    store, model = learned
+    fresh = Model.load(store.reader())  # nothing in memory but the index: answers read the store
+    r = Responder(fresh, store, seed=7, latency=False)
+
+    def get(path, query=()):
+        return r.answer(Request("GET", "api.test", path, list(query)))
+
+    a = get("/users/3")
+    assert (a.source, a.response.json()) == ("recorded", user(3))
+    # a sequence replays in order, then stays on the last
+    assert [get("/cart").response.json()["items"] for _ in range(3)] == [[], ["a"], ["a"]]
+    # the same resource with another query: the closest recording, the new value carried in
+    a = get("/users", [("page", "9")])
+    assert a.source == "recorded" and a.response.json()["page"] == 9
+    # another resource of the template: synthesized, valid, consistent with the path
+    a = get("/users/123")
+    body = a.response.json()
+    assert a.source == "synthesized" and body["id"] == 123
+    jsonschema.validate(body, fresh.endpoints["GET api.test/users/{id}"].response_schema(200), format_checker=jsonschema.FormatChecker())
+    assert get("/users/123").response.json() == body
+    assert Responder(fresh, store, seed=8, latency=False).answer(Request("GET", "api.test", "/users/123")).response.json() != body
+    # nothing known
+    a = get("/orders/1")
+    assert a.source == "not-found" and a.response.status == 404
+    assert "GET api.test/users/{id}" in a.response.json()["closest_endpoints"]
+    # replay: exact only
+    assert r.answer(Request("GET", "api.test", "/users/99"), exact_only=True).source == "not-found"
+
+
+def test_simulated_latency_follows_what_was_learned(learned):
+    store, model = learned
+    r = Responder(model, store, seed=1, latency=True)
+    delays = [r.answer(Request("GET", "api.test", f"/users/{i}")).delay_ms for i in range(1, 8)]
+    assert all(4 <= d <= 6 for d in delays)  # every sample was 5 ms
