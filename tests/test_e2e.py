@@ -10,6 +10,7 @@ import subprocess
 
 import httpx
 import jsonschema
+import openapi_spec_validator
 import pytest
 from conftest import ADDON, MITMDUMP, MOCKSTORE, free_port
 
@@ -72,6 +73,15 @@ def test_learn_then_stand_in(backend, proxy, runner, tmp_path):
         "select schema from schemas where endpoint like 'GET %/users/{id}' and kind='response' and status=200"
     ).fetchone()[0])
     db.close()
+
+    # what was learned exports as a valid OpenAPI 3.1 document
+    spec_file = tmp_path / "learned.json"
+    out = subprocess.run([MOCKSTORE, "export-openapi", "--db", str(p.db), "-o", str(spec_file), "--format", "json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    spec = json.loads(spec_file.read_text())
+    openapi_spec_validator.validate(spec)
+    assert "/users/{id}" in spec["paths"] and "/articles/{slug}" in spec["paths"]
 
     mock = proxy(url, mode="mock", db=p.db, runner=runner)
     with mock.client() as c:
