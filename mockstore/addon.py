@@ -18,7 +18,7 @@ from mitmproxy import command, ctx, exceptions, flow, http
 
 from . import chaosrules, drift, flows, upstream, vb
 from .answer import Answer, Responder
-from .chaos import Chaos
+from .chaos import Chaos, compile_filter
 from .exchange import Request
 from .learn import Learner
 from .model import Model, response_from_row
@@ -96,7 +96,8 @@ class MockStore:
                 self.model, self.store, seed=o.mock_seed, latency=o.mock_latency == "learned", redacting=o.mock_redact
             )
         if reopened or updated & {"mock_seed", "mock_chaos", "mock_chaos_timeout"}:
-            rules = chaosrules.ChaosRules(self.store, seed=o.mock_seed)
+            # the filter compiler from the start, so a bad filter in the file is refused here
+            rules = chaosrules.ChaosRules(self.store, seed=o.mock_seed, filter_compiler=compile_filter)
             try:
                 if o.mock_chaos:
                     rules.load_file(o.mock_chaos)
@@ -223,10 +224,15 @@ class MockStore:
     async def _chaos(self, f: http.HTTPFlow) -> None:
         r = f.request
         authority = r.host if r.port == {"http": 80, "https": 443}.get(r.scheme) else f"{r.host}:{r.port}"
-        ep, _ = self.model.find_endpoint(r.method, authority, r.path.split("?", 1)[0])
+        path = r.path.split("?", 1)[0]
+        ep, _ = self.model.find_endpoint(r.method, authority, path)
+        template = ep.template if ep else None
+        if template is None and self.vb is not None and self.chaos.rules.rules:  # a virtual resource, unlearned
+            host = r.pretty_host if r.host_header is None else r.host  # as flows.to_request has it
+            template = self.vb.template(Request(r.method, host, path))
         fault = self.chaos.decide(
-            f, r.method, ep.template if ep else None,
-            (lambda stat: ep.stats.percentile(float(stat.lstrip("p")))) if ep else None,
+            f, r.method, template,
+            (lambda stat: _learned_latency(ep.stats, stat)) if ep else None,
             endpoint_id=ep.id if ep else None,
         )
         if fault is not None:
@@ -271,24 +277,26 @@ class MockStore:
             return
         f.response = http.Response.make(status, body, http.Headers([(k.encode(), v.encode()) for k, v in headers]))
         f.response.timestamp_start = started
-        f.metadata[flows.META_KEY] = {"forwarded": True, "duration_ms": (time.time() - started) * 1000}
+        f.metadata.setdefault(flows.META_KEY, {}).update(forwarded=True, duration_ms=(time.time() - started) * 1000)
 
     async def response(self, f: http.HTTPFlow) -> None:
         fault = self.faults.pop(f.id, None)
-        await self._learn(f)
+        await self._learn(f, chaos_delay=fault.delay_s if fault is not None and fault.effect == "latency" else 0.0)
         if fault is not None:
             self.chaos.apply_response(f, fault)
 
     def error(self, f: http.HTTPFlow) -> None:
         self.faults.pop(f.id, None)
 
-    async def _learn(self, f: http.HTTPFlow) -> None:
+    async def _learn(self, f: http.HTTPFlow, chaos_delay: float = 0.0) -> None:
         meta = f.metadata.get(flows.META_KEY, {})
         if "source" in meta or self.learner is None or f.is_replay == "response":
             return  # ours, never learned from
         ex, problem = flows.to_exchange(f, ctx.options.mock_max_body)
         if "duration_ms" in meta:
             ex.duration_ms = meta["duration_ms"]
+        elif chaos_delay:  # the delay chaos held the request for is ours, not the real API's
+            ex.duration_ms = max(0.0, ex.duration_ms - chaos_delay * 1000)
         if problem:
             self._warn_once(problem)
         big = len(ex.request.body) + len(ex.response.body) > INLINE_LEARN_LIMIT
@@ -405,6 +413,13 @@ def _positive_seconds(text: str) -> float:
     if not value > 0:
         raise exceptions.OptionsError(f"mock_upstream_timeout must be a positive number of seconds, not {text!r}")
     return value
+
+
+def _learned_latency(stats, stat: str) -> float | None:
+    """A chaos rule's learned statistic ('p99', 'median', 'max', ...) in milliseconds.
+    The latency histogram keeps no mean: the median stands in for it."""
+    named = {"median": 50.0, "mean": 50.0, "max": 100.0, "min": 0.0}
+    return stats.percentile(named[stat] if stat in named else float(stat.lstrip("p")))
 
 
 def _is_upgrade(f: http.HTTPFlow) -> bool:

@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
-CACHE_KEYS = 65_536
+CACHE_KEYS = 16_384
 
 _EMPTY: tuple[int, ...] = ()
 

@@ -17,6 +17,12 @@ from urllib.parse import parse_qs, urlsplit
 
 VARIANT = "base"
 ITEMS: list[dict] = []
+# /books: a small CRUD resource (ids increment), for learning a stateful resource from traffic
+BOOKS: dict[int, dict] = {
+    1: {"id": 1, "title": "Dune", "author": "Herbert", "year": 1965},
+    2: {"id": 2, "title": "Emma", "author": "Austen", "year": 1815},
+    3: {"id": 3, "title": "Ulysses", "author": "Joyce", "year": 1922},
+}
 
 
 def user(uid: int) -> dict:
@@ -44,6 +50,7 @@ def user(uid: int) -> dict:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
     def log_message(self, *args):
         pass
@@ -77,6 +84,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self):
         self.route("DELETE")
 
+    def do_PATCH(self):
+        self.route("PATCH")
+
     def route(self, method: str):
         url = urlsplit(self.path)
         parts = [p for p in url.path.split("/") if p]
@@ -107,6 +117,10 @@ class Handler(BaseHTTPRequestHandler):
                 ITEMS.append(item)
                 return self.send_json(201, item, {"Location": f"/items/{item['id']}"})
             return self.send_json(200, {"items": ITEMS, "count": len(ITEMS)})
+        if parts and parts[0] == "books":
+            return self.books(method, parts[1:], body)
+        if parts and parts[0] == "ok":  # any path under /ok: 200, for chaos tests
+            return self.send_json(200, {"path": url.path})
         if parts == ["secret"]:
             return self.send_json(200, {"ok": True}, {"Set-Cookie": "session=very-secret-cookie"})
         if parts == ["gzip"]:
@@ -138,6 +152,30 @@ class Handler(BaseHTTPRequestHandler):
         if parts == ["echo"]:
             return self.send_json(200, {"method": method, "query": q, "body": body.decode("utf-8", "replace")})
         return self.send_json(404, {"error": "not found", "path": url.path})
+
+    def books(self, method: str, rest: list[str], body: bytes):
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            return self.send_json(400, {"error": "bad json"})
+        if not rest:
+            if method == "POST":
+                book = {**data, "id": max(BOOKS, default=0) + 1}
+                BOOKS[book["id"]] = book
+                return self.send_json(201, book, {"Location": f"/books/{book['id']}"})
+            return self.send_json(200, list(BOOKS.values()))
+        book = BOOKS.get(int(rest[0])) if rest[0].isdigit() else None
+        if book is None:
+            return self.send_json(404, {"error": "no such book"})
+        if method in ("PUT", "PATCH"):
+            if method == "PUT":
+                book.clear()
+                book["id"] = int(rest[0])
+            book.update({k: v for k, v in data.items() if k != "id"})
+        elif method == "DELETE":
+            del BOOKS[book["id"]]
+            return self.send(204, b"")
+        return self.send_json(200, book)
 
 
 def main(argv: list[str]) -> None:

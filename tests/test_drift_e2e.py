@@ -104,3 +104,28 @@ def test_drift_alerts_resolve_and_stay_quiet(backend, proxy):
     after = {a["id"]: a for a in alerts(p.db)}
     assert len(after) == 3
     assert after[renamed["id"]]["count"] == 100 and after[renamed["id"]]["resolution"] == "accepted"
+
+
+def test_request_drift_and_unseen_status(backend, proxy):
+    """A request body that no longer fits the learned request schema, and a status this
+    endpoint never answered, are drift too."""
+    api, url = backend("base")
+    p = proxy(url, mock_drift_warmup=WARMUP)
+    with p.client() as c:
+        for i in range(WARMUP + 1):
+            assert c.post("/items", json={"name": f"n{i}", "qty": i}).status_code == 201
+            assert c.get(f"/users/{i + 1}").status_code == 200
+        assert c.post("/items", json={"name": "x", "qty": "many"}).status_code == 201  # forwarded all the same
+        assert c.get("/users/1001").status_code == 404
+    out = p.stop()
+
+    found = alerts(p.db)
+    request = [a for a in found if a["kind"] == "request"]
+    assert len(request) == 1 and request[0]["endpoint"].startswith("POST ") and request[0]["endpoint"].endswith("/items")
+    assert request[0]["findings"] == [{"path": "qty", "kind": "type", "severity": "high",
+                                      "expected": "integer", "actual": "string"}]
+    unseen = [a for a in found if a["endpoint"].endswith("/users/{id}")]
+    assert len(unseen) == 1 and unseen[0]["status"] == 404
+    assert [(f["kind"], f["severity"], f["actual"]) for f in unseen[0]["findings"]] == [("status", "high", 404)]
+    assert "status 404 never seen" in unseen[0]["summary"]
+    assert sum("mockstore drift:" in line for line in out.splitlines()) >= 2

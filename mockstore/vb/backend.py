@@ -187,6 +187,15 @@ class VirtualBackend:
 
     # --- requests --------------------------------------------------------------------
 
+    def template(self, request: Request) -> str | None:
+        """The route's path template ('/v2/pets/{id}'), so chaos rules written for an
+        endpoint apply to a virtual resource nothing was learned for; None when not ours."""
+        route = self.router.match(request)
+        if route is None or route.child or route.many:
+            return None
+        base = "/" + "/".join(s for s in (*route.prefix.split("/"), *route.res.segments) if s)
+        return base if route.key is None else f"{base}/{{{route.res.pk}}}"
+
     def handle(self, request: Request) -> Response | None:
         """Answer a request for a virtual resource, or None when the path is not ours."""
         try:
