@@ -67,7 +67,7 @@ class MockStore:
 
     def configure(self, updated):
         o = ctx.options
-        if o.connection_strategy != "lazy":
+        if "connection_strategy" in o and o.connection_strategy != "lazy":
             # mitmproxy connects upstream as soon as a client connects ("eager"); a mock must
             # answer without a real API, so connect only when a request really goes upstream.
             o.connection_strategy = "lazy"
@@ -371,7 +371,7 @@ class MockStore:
 
     @command.command("mockstore.chaos.add")
     def chaos_add(self, rule_yaml: str) -> str:
-        """Add a chaos rule, written as YAML or JSON (e.g. '{endpoint: GET /users/{id}, probability: 0.3, effect: {type: error, status: 503}}')."""
+        """Add a chaos rule, written as YAML or JSON: '{endpoint: GET /users/{id}, probability: 0.3, effect: error, status: 503}'."""
         import yaml
 
         try:

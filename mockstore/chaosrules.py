@@ -157,7 +157,7 @@ def validate(raw: Any, *, name: str | None = None,
     effect = raw.get("effect")
     if effect is None:
         raise bad("effect", f"is required: one of {', '.join(EFFECTS)}")
-    if effect not in EFFECTS:
+    if not isinstance(effect, str) or effect not in EFFECTS:
         raise bad("effect", f"is unknown: {effect!r}; expected one of {', '.join(EFFECTS)}")
     for key in raw:
         if key not in COMMON and key not in EFFECTS[effect]:

@@ -22,7 +22,7 @@ from mockstore.answer import Responder
 from mockstore.exchange import Exchange, Request, Response
 from mockstore.learn import Learner, request_key
 from mockstore.model import Model, match_key
-from mockstore.store import Store, connect
+from mockstore.store import Store
 
 HOST = "api.example.com"
 BODY = json.dumps({"id": 1, "name": "Leanne Graham", "username": "Bret", "email": "Sincere@april.biz",

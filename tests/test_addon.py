@@ -1,0 +1,179 @@
+"""The addon inside mitmproxy's test master: options, hooks on test flows, and commands
+(the ones a person runs from mitmweb's command bar, which mitmdump cannot reach)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import tflow
+
+from mockstore.addon import MockStore
+
+
+def user_flow(uid: int, body: dict | None = None, *, status: int = 200):
+    f = tflow.tflow(resp=True)
+    f.request.host, f.request.port, f.request.scheme = "api.test", 80, "http"
+    f.request.path = f"/users/{uid}"
+    f.response.status_code = status
+    f.response.headers["content-type"] = "application/json"
+    f.response.content = json.dumps(body or {"id": uid, "user_id": uid, "name": f"u{uid}"}).encode()
+    return f
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def db(tmp_path):
+    return str(tmp_path / "m.db")
+
+
+async def context(db, **options):
+    from mitmproxy.test import taddons
+
+    addon = MockStore()
+    tctx = taddons.context(addon)
+    tctx.configure(addon, mock_db=db, mock_latency="none", **options)
+    return tctx, addon
+
+
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("mock_max_body", 0, "mock_max_body must be a positive number"),
+        ("mock_upstream_timeout", "soon", "mock_upstream_timeout must be a positive number of seconds"),
+        ("mock_worker", 16, "mock_worker must be 0-15"),
+        ("mock_drift_warmup", 0, "mock_drift_warmup"),
+        ("mock_spec", "/nonexistent/spec.yaml", "mock_spec: file not found"),
+        ("mock_vb_storage", "cloud", "mock_vb_storage"),
+    ],
+)
+def test_bad_options_name_the_option(db, option, value, message):
+    async def main():
+        tctx, addon = await context(db)
+        with pytest.raises(exceptions.OptionsError, match=message):
+            tctx.configure(addon, **{option: value})
+        addon.done()
+
+    run(main())
+
+
+def test_hooks_mark_and_comment_what_mockstore_answered(db):
+    async def main():
+        tctx, addon = await context(db)
+        for uid in range(1, 4):
+            await tctx.cycle(addon, user_flow(uid))
+        f = tflow.tflow()
+        f.request.host, f.request.port, f.request.path = "api.test", 80, "/users/2"
+        f.request.headers["X-Mock-Enabled"] = "true"
+        await addon.request(f)
+        assert "X-Mock-Enabled" not in f.request.headers
+        assert f.response.headers["X-Mockstore-Source"] == "recorded"
+        assert f.metadata["mockstore"]["source"] == "recorded"
+        assert f.marked and "mockstore: recorded" in f.comment
+        assert addon.source([f]) == ["recorded"]
+        assert addon.endpoints()[0].startswith("GET api.test/users/{id}  n=3")
+        addon.done()
+
+    run(main())
+
+
+def test_sequences_rewind(db):
+    async def main():
+        tctx, addon = await context(db)
+        for n in (1, 2):
+            await tctx.cycle(addon, user_flow(7, {"id": 7, "version": n}))
+        tctx.configure(addon, mock_mode="mock")
+
+        async def ask():
+            f = tflow.tflow()
+            f.request.host, f.request.port, f.request.path = "api.test", 80, "/users/7"
+            await addon.request(f)
+            return json.loads(f.response.content)["version"]
+
+        assert [await ask() for _ in range(3)] == [1, 2, 2]
+        addon.rewind()
+        assert await ask() == 1
+        addon.mode("learn")
+        assert tctx.options.mock_mode == "learn"
+        addon.done()
+
+    run(main())
+
+
+def test_drift_commands(db):
+    async def main():
+        tctx, addon = await context(db, mock_drift_warmup=2)
+        for uid in range(1, 4):
+            await tctx.cycle(addon, user_flow(uid))
+        drifting = user_flow(9, {"id": 9, "userId": 9, "name": "u9"})
+        await tctx.cycle(addon, drifting)
+        assert drifting.metadata["mockstore"]["drift"].startswith("response drift")
+        assert "source" not in drifting.metadata["mockstore"], "a real response stays real"
+        (line,) = addon.drift_alerts()
+        alert_id = int(line.split()[0].lstrip("#"))
+        assert "user_id" in line
+        assert "accepted" in addon.resolve(alert_id)
+        assert addon.drift_alerts() == []
+        again = user_flow(10, {"id": 10, "userId": 10, "name": "u10"})
+        await tctx.cycle(addon, again)
+        assert "drift" not in again.metadata.get("mockstore", {})
+        with pytest.raises(exceptions.CommandError):
+            addon.resolve(12345)
+        addon.done()
+
+    run(main())
+
+
+def test_chaos_commands(db):
+    async def main():
+        tctx, addon = await context(db, mock_mode="mock")
+        await tctx.cycle(addon, user_flow(1))
+        assert "added" in addon.chaos_add("{endpoint: 'GET /users/{id}', effect: error, status: 503}")
+        f = tflow.tflow()
+        f.request.host, f.request.port, f.request.path = "api.test", 80, "/users/1"
+        await addon.request(f)
+        assert f.response.status_code == 503
+        with pytest.raises(exceptions.CommandError, match="probability"):
+            addon.chaos_add("{endpoint: 'GET /x', probability: 1.5, effect: reset}")
+        addon.chaos_clear()
+        g = tflow.tflow()
+        g.request.host, g.request.port, g.request.path = "api.test", 80, "/users/1"
+        await addon.request(g)
+        assert g.response.status_code == 200
+        addon.done()
+
+    run(main())
+
+
+def test_snapshot_commands(db, tmp_path):
+    entities = tmp_path / "e.yaml"
+    entities.write_text("resources:\n  notes:\n    fields: {id: integer, text: {type: string, required: true}}\n")
+
+    async def main():
+        tctx, addon = await context(db, mock_entities=str(entities), mock_mode="mock")
+
+        async def call(method, path, body=None):
+            f = tflow.tflow()
+            f.request.host, f.request.port, f.request.method, f.request.path = "api.test", 80, method, path
+            f.request.headers["content-type"] = "application/json"
+            f.request.content = json.dumps(body).encode() if body is not None else b""
+            await addon.request(f)
+            assert f.response.headers["X-Mockstore-Source"] == "state"
+            return f.response
+
+        assert (await call("POST", "/notes", {"text": "a"})).status_code == 201
+        assert "created" in addon.snapshot("create", "one")
+        assert (await call("POST", "/notes", {"text": "b"})).status_code == 201
+        assert "restored" in addon.snapshot("restore", "one")
+        listed = json.loads((await call("GET", "/notes")).content)
+        items = listed if isinstance(listed, list) else next(v for v in listed.values() if isinstance(v, list))
+        assert [n["text"] for n in items] == ["a"]
+        assert "reset" in addon.reset()
+        addon.done()
+
+    run(main())
