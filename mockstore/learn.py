@@ -23,6 +23,11 @@ log = logging.getLogger("mockstore.learn")
 WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding", "connection", "keep-alive"})
 
 
+INSERT_EXCHANGE = """insert or replace into exchanges (id, ts, scheme, host, port, method, path, query,
+    req_headers, req_body, status, resp_headers, resp_body, duration_ms, template, match_key, source)
+    values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+
 @dataclass
 class Learned:
     endpoint: Endpoint
@@ -53,33 +58,41 @@ def stored_headers(headers, *, redacting: bool) -> list[tuple[str, str]]:
 
 
 class Learner:
+    KNOWN_BODIES = 256  # per endpoint and status: identical bodies already learned
+
     def __init__(self, model: Model, store: Store | None, *, redacting: bool = True, drift=None):
         self.model = model
         self.store = store
         self.redacting = redacting
         self.drift = drift
+        # Bodies learned before, by hash: one seen again teaches nothing new (same shape, so
+        # no drift either), and APIs repeat themselves a lot. It is counted, not re-parsed.
+        self._known: dict[tuple, set[int]] = {}
 
     def learn(self, ex: Exchange, *, record_body: bool = True, source: str = "proxy") -> Learned:
         """Learn from a real exchange. `record_body=False` when the body was over the size cap:
         statistics are learned, the body is neither stored nor learned from."""
         req, resp = ex.request, ex.response
+        req_type, resp_type = req.content_type, resp.content_type
         ep = self.model.learn_endpoint(req.method, req.authority, req.path)
-        alerts = []
+        req_key = ("request", ep.id, req_type, hash(req.body))
+        resp_key = (ep.id, resp.status, resp_type, hash(resp.body))
+        req_known, resp_known = self._is_known(req_key), self._is_known(resp_key)
         req_json = resp_json = None
         if record_body:
-            req_json = _json_or_none(req.body, req.content_type)
-            resp_json = _json_or_none(resp.body, resp.content_type)
+            req_json = None if req_known else _json_or_none(req.body, req_type)
+            resp_json = None if resp_known else _json_or_none(resp.body, resp_type)
+        alerts = []
         if self.drift is not None:  # against what was known before this exchange
-            for alert in (
-                self.drift.check_request(ep, req.content_type, req_json) if req_json is not None else None,
-                self.drift.check_response(ep, resp.status, resp.content_type, resp_json),
-            ):
-                if alert is not None:
-                    alerts.append(alert)
+            if req_json is not None:
+                alerts.append(self.drift.check_request(ep, req_type, req_json))
+            if not resp_known:
+                alerts.append(self.drift.check_response(ep, resp.status, resp_type, resp_json))
+            alerts = [a for a in alerts if a is not None]
 
         ep.first_seen = ep.first_seen or ex.started
         ep.last_seen = max(ep.last_seen, ex.started)
-        ep.stats.add(resp.status, ex.duration_ms, resp.content_type)
+        ep.stats.add(resp.status, ex.duration_ms, resp_type)
         for name, value in req.query:
             q = ep.stats.query.get(name)
             if q is None:
@@ -91,20 +104,33 @@ class Learner:
         ep.dirty = True
         # A drifting body stays out of the baseline until the alert is resolved, so the same
         # drift repeated stays one alert with a growing count.
-        if req_json is not None and not any(a.kind == "request" for a in alerts):
+        if record_body and (req_known or req_json is not None) and not any(a.kind == "request" for a in alerts):
             if ep.request is None:
                 ep.request = SchemaModel()
-            ep.request.add(req_json)
-        if resp_json is not None and not any(a.kind == "response" for a in alerts):
+            self._add(ep.request, req_json, req_key, req_known)
+        if record_body and (resp_known or resp_json is not None) and not any(a.kind == "response" for a in alerts):
             model = ep.responses.get(resp.status)
             if model is None:
                 model = ep.responses[resp.status] = SchemaModel()
-            model.add(resp_json)
+            self._add(model, resp_json, resp_key, resp_known)
 
         exchange_id = self.model.ids.next()
         if record_body:
             self._record(ex, ep, exchange_id, source)
         return Learned(ep, exchange_id, alerts)
+
+    def _is_known(self, key: tuple) -> bool:
+        return key[-1] in self._known.get(key[:-1], ())
+
+    def _add(self, model: SchemaModel, value, key: tuple, known: bool) -> None:
+        if known:
+            model.samples += 1
+            return
+        model.add(value)
+        bodies_seen = self._known.setdefault(key[:-1], set())
+        if len(bodies_seen) >= self.KNOWN_BODIES:
+            bodies_seen.clear()
+        bodies_seen.add(key[-1])
 
     def _record(self, ex: Exchange, ep: Endpoint, exchange_id: int, source: str) -> None:
         req, resp = ex.request, ex.response
@@ -118,26 +144,11 @@ class Learner:
         self.model.add_recorded(key, exchange_id, stored)
         if self.store is None:
             return
-        row = {
-            "id": exchange_id,
-            "ts": ex.started,
-            "scheme": req.scheme,
-            "host": req.authority,
-            "port": req.port,
-            "method": req.method,
-            "path": req.path,
-            "query": json.dumps(query),
-            "req_headers": json.dumps(stored_headers(req.headers, redacting=self.redacting)),
-            "req_body": req_body,
-            "status": resp.status,
-            "resp_headers": json.dumps(stored.headers),
-            "resp_body": resp_body,
-            "duration_ms": ex.duration_ms,
-            "template": ep.template,
-            "match_key": key,
-            "source": source,
-        }
-        self.store.submit(lambda db: db["exchanges"].insert(row, replace=True))
+        self.store.insert(INSERT_EXCHANGE, (
+            exchange_id, ex.started, req.scheme, req.authority, req.port, req.method, req.path,
+            json.dumps(query), json.dumps(stored_headers(req.headers, redacting=self.redacting)), req_body,
+            resp.status, json.dumps(stored.headers), resp_body, ex.duration_ms, ep.template, key, source,
+        ))
 
 
 def _json_or_none(body: bytes, content_type: str):

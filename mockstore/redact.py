@@ -6,6 +6,7 @@ there, but the file on disk cannot leak it.
 
 from __future__ import annotations
 
+import functools
 import re
 
 MARKER = "[redacted]"
@@ -28,11 +29,13 @@ SECRET_HEADERS = frozenset(
 _SECRET_NAME = re.compile(r"(token|secret|passw|api[-_]?key|apikey|session|signature|auth)", re.I)
 
 
+@functools.lru_cache(maxsize=4096)  # a handful of names, asked for on every exchange
 def is_secret_header(name: str) -> bool:
     n = name.lower()
     return n in SECRET_HEADERS or bool(_SECRET_NAME.search(n))
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_param(name: str) -> bool:
     n = name.lower()
     return n in ("key", "sig", "code") or bool(_SECRET_NAME.search(n))

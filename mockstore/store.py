@@ -25,7 +25,7 @@ log = logging.getLogger("mockstore.store")
 
 SCHEMA_VERSION = 1
 
-Write = Callable[[sqlite_utils.Database], object]
+Write = Callable[[sqlite_utils.Database], object]  # or (sql, row): see Store.insert
 
 _table_hooks: list[Callable[[sqlite_utils.Database], None]] = []
 
@@ -147,6 +147,11 @@ class Store:
         """Queue a write; it runs on the writer thread, batched with others."""
         self._queue.put(write)
 
+    def insert(self, sql: str, params: tuple) -> None:
+        """Queue one row for a plain SQL statement; rows of the same statement in a batch go
+        to SQLite in one executemany (the proxy records a row per exchange: keep it cheap)."""
+        self._queue.put((sql, params))
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every write queued so far is on disk. True if it got there in time."""
         done = threading.Event()
@@ -189,8 +194,7 @@ class Store:
             try:
                 with self.db.conn:
                     self.db.execute("begin immediate")
-                    for write in batch:
-                        write(self.db)
+                    _apply(self.db, batch)
                 self._failures = 0
                 return
             except sqlite3.OperationalError as e:
@@ -203,8 +207,24 @@ class Store:
         for write in batch:
             try:
                 with self.db.conn:
-                    write(self.db)
+                    _apply(self.db, [write])
             except Exception as e:
                 self._failures += 1
                 if self._failures <= 5 or self._failures % 1000 == 0:
                     log.error("store write dropped (%d so far): %s", self._failures, e)
+
+
+def _apply(db: sqlite_utils.Database, batch: list) -> None:
+    """Run writes in order: callables as they are, runs of (sql, row) as one executemany."""
+    i = 0
+    while i < len(batch):
+        item = batch[i]
+        if isinstance(item, tuple):
+            sql, rows = item[0], []
+            while i < len(batch) and isinstance(batch[i], tuple) and batch[i][0] == sql:
+                rows.append(batch[i][1])
+                i += 1
+            db.conn.executemany(sql, rows)
+        else:
+            item(db)
+            i += 1
