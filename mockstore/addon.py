@@ -222,14 +222,16 @@ class MockStore:
             await self._answer(f, exact_only=mode == "replay")
 
     async def _chaos(self, f: http.HTTPFlow) -> None:
+        rules = self.chaos.rules
+        rules.reload_if_changed()
+        if not (rules.enabled and rules.rules):
+            return
         r = f.request
-        authority = r.host if r.port == {"http": 80, "https": 443}.get(r.scheme) else f"{r.host}:{r.port}"
         path = r.path.split("?", 1)[0]
-        ep, _ = self.model.find_endpoint(r.method, authority, path)
+        ep, _ = self.model.find_endpoint(r.method, flows.authority(r), path)
         template = ep.template if ep else None
-        if template is None and self.vb is not None and self.chaos.rules.rules:  # a virtual resource, unlearned
-            host = r.pretty_host if r.host_header is None else r.host  # as flows.to_request has it
-            template = self.vb.template(Request(r.method, host, path))
+        if template is None and self.vb is not None:  # a virtual resource, unlearned
+            template = self.vb.template(Request(r.method, r.host, path))
         fault = self.chaos.decide(
             f, r.method, template,
             (lambda stat: _learned_latency(ep.stats, stat)) if ep else None,
