@@ -50,7 +50,7 @@ class MockStore:
         self._persister: asyncio.Task | None = None
         self._warned: set[str] = set()
         self.upstream_timeout = 10.0
-        self.mode, self.max_body, self.chaos_on = "learn", 1024 * 1024, True
+        self._mode, self._max_body, self._chaos_on = "learn", 1024 * 1024, True
 
     # --- options -----------------------------------------------------------------------
 
@@ -79,7 +79,7 @@ class MockStore:
         if "mock_worker" in updated and not 0 <= o.mock_worker <= 15:
             raise exceptions.OptionsError(f"mock_worker must be 0-15, not {o.mock_worker}")
         # read on every flow: kept here, as reading ctx.options costs a few microseconds each
-        self.mode, self.max_body, self.chaos_on = o.mock_mode, o.mock_max_body, o.mock_chaos_enabled
+        self._mode, self._max_body, self._chaos_on = o.mock_mode, o.mock_max_body, o.mock_chaos_enabled
         for module in (drift, chaosrules):
             try:
                 module.validate_options(o)
@@ -206,14 +206,14 @@ class MockStore:
         if f.response is not None or self.responder is None:
             return
         override = f.request.headers.pop(MOCK_HEADER, None)
-        mode = self.mode
+        mode = self._mode
         if override is not None:
             wanted = override.strip().lower() in ("1", "true", "yes", "on")
             if wanted and mode not in ("mock", "replay"):
                 mode = "mock"
             elif not wanted:
                 mode = "learn"
-        if self.chaos is not None and self.chaos_on:
+        if self.chaos is not None and self._chaos_on:
             await self._chaos(f)
             if f.response is not None or not f.live or f.error:
                 return
@@ -245,7 +245,7 @@ class MockStore:
             await self.chaos.apply_request(f, fault)
 
     async def _answer(self, f: http.HTTPFlow, *, exact_only: bool = False, prefix: str = "", note: str = "") -> None:
-        req, problem = flows.to_request(f.request, self.max_body)
+        req, problem = flows.to_request(f.request, self._max_body)
         if problem:
             self._warn_once(f"request body: {problem}")
         if self.vb is not None and await self._virtual(f, req, prefix):
@@ -297,7 +297,7 @@ class MockStore:
         meta = f.metadata.get(flows.META_KEY, {})
         if "source" in meta or self.learner is None or f.is_replay == "response":
             return  # ours, never learned from
-        ex, problem = flows.to_exchange(f, self.max_body)
+        ex, problem = flows.to_exchange(f, self._max_body)
         if "duration_ms" in meta:
             ex.duration_ms = meta["duration_ms"]
         elif chaos_delay:  # the delay chaos held the request for is ours, not the real API's
@@ -315,7 +315,7 @@ class MockStore:
         for alert in learned.alerts:
             flows.note(f, "drift", f"{alert.kind} drift, score {alert.score}: {alert.summary}")
             log.warning(f"mockstore drift: {learned.endpoint.id}: {alert.summary} (alert {alert.id}, seen {alert.count}x)")
-        if self.mode == "failover" and f.response.status_code >= 500:
+        if self._mode == "failover" and f.response.status_code >= 500:
             await self._answer(f, prefix="failover-", note=f"upstream answered {f.response.status_code}")
 
     def _learn_locked(self, ex, record_body: bool):
