@@ -244,15 +244,16 @@ class MockStore:
             self.faults[f.id] = fault
             await self.chaos.apply_request(f, fault)
 
-    async def _answer(self, f: http.HTTPFlow, *, exact_only: bool = False, prefix: str = "", note: str = "") -> None:
+    async def _answer(self, f: http.HTTPFlow, *, exact_only: bool = False, avoid_errors: bool = False,
+                      prefix: str = "", note: str = "") -> None:
         req, problem = flows.to_request(f.request, self._max_body)
         if problem:
             self._warn_once(f"request body: {problem}")
         if self.vb is not None and await self._virtual(f, req, prefix):
             return
-        answer: Answer | None = None if exact_only else self.responder.exact_cached(req)
+        answer: Answer | None = None if exact_only or avoid_errors else self.responder.exact_cached(req)
         if answer is None:
-            answer = await asyncio.to_thread(self.responder.answer, req, exact_only=exact_only)
+            answer = await asyncio.to_thread(self.responder.answer, req, exact_only=exact_only, avoid_errors=avoid_errors)
         if answer.delay_ms > 0:
             await asyncio.sleep(answer.delay_ms / 1000)
         flows.respond(f, answer.response, prefix + answer.source, note)
@@ -287,6 +288,9 @@ class MockStore:
     async def response(self, f: http.HTTPFlow) -> None:
         fault = self.faults.pop(f.id, None)
         await self._learn(f, chaos_delay=fault.delay_s if fault is not None and fault.effect == "latency" else 0.0)
+        status = f.response.status_code
+        if status >= 500 and f.metadata.get(flows.META_KEY, {}).get("forwarded"):  # failover mode
+            await self._answer(f, prefix="failover-", note=f"upstream answered {status}", avoid_errors=True)
         if fault is not None:
             self.chaos.apply_response(f, fault)
 
@@ -315,8 +319,6 @@ class MockStore:
         for alert in learned.alerts:
             flows.note(f, "drift", f"{alert.kind} drift, score {alert.score}: {alert.summary}")
             log.warning(f"mockstore drift: {learned.endpoint.id}: {alert.summary} (alert {alert.id}, seen {alert.count}x)")
-        if self._mode == "failover" and f.response.status_code >= 500:
-            await self._answer(f, prefix="failover-", note=f"upstream answered {f.response.status_code}")
 
     def _learn_locked(self, ex, record_body: bool):
         with self.learn_lock:

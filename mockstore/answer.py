@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from . import bodies, redact
@@ -29,6 +31,7 @@ from .synth import synthesize
 log = logging.getLogger("mockstore.answer")
 
 RECORDED, SYNTHESIZED, NOT_FOUND = "recorded", "synthesized", "not-found"
+SYNTHESIZED_CACHE = 4096  # synthesized responses kept
 
 
 @dataclass
@@ -46,6 +49,8 @@ class Responder:
         self.seed = seed
         self.latency = latency
         self.redacting = redacting
+        self._synthesized: OrderedDict[tuple, Response] = OrderedDict()
+        self._lock = threading.Lock()
 
     # --- the chain ---------------------------------------------------------------------
 
@@ -65,12 +70,14 @@ class Responder:
             self.model.cursors[key] = n + 1
         return self._recorded(req, resp)
 
-    def answer(self, req: Request, *, exact_only: bool = False) -> Answer:
+    def answer(self, req: Request, *, exact_only: bool = False, avoid_errors: bool = False) -> Answer:
+        """`avoid_errors`: standing in for a real API that just failed (failover), a recorded
+        5xx of the same request is no answer; the same resource's last success is."""
         key = request_key(req, redacting=self.redacting)
         exchange_id = self.model.next_recorded(key)
         if exchange_id is not None:
             resp = self.model.cached(exchange_id) or self._load(exchange_id)
-            if resp is not None:
+            if resp is not None and not (avoid_errors and resp.status >= 500):
                 return self._recorded(req, resp)
         ep, params = self.model.find_endpoint(req.method, req.authority, req.path)
         if exact_only:
@@ -108,52 +115,68 @@ class Responder:
         return resp
 
     def _closest(self, req: Request, ep: Endpoint, params: dict[str, str], *, same_path: bool) -> Answer | None:
-        if self.store is None:
-            return None
-        sql = """select path, query, req_body, status, resp_headers, resp_body from exchanges
-                 where host = ? and method = ? and template = ?"""
-        args = [ep.host, ep.method, ep.template]
-        if same_path:
-            sql += " and path = ?"
-            args.append(req.path)
-        rows = self.store.reader().execute(sql + " order by id desc limit 50", args).fetchall()
+        """The best recording of this endpoint for a request that matches none exactly: the
+        store's newest 50, and this process's newest, which the store may not have yet."""
+        rows = [r for r in self.model.recent.get(ep.id, ()) if not same_path or r[1] == req.path]
+        if self.store is not None:
+            sql = "select id, path, query, req_body, status from exchanges where host = ? and method = ? and template = ?"
+            args = [ep.host, ep.method, ep.template]
+            if same_path:
+                sql += " and path = ?"
+                args.append(req.path)
+            seen = {r[0] for r in rows}
+            for id_, path, query, req_body, status in self.store.reader().execute(sql + " order by id desc limit 50", args):
+                if id_ not in seen:
+                    body = hash(body_key(req_body or b"", req.content_type))
+                    rows.append((id_, path, [tuple(p) for p in json.loads(query or "[]")], body, status))
         if not rows:
             return None
         want_query = set(redact.query(req.query) if self.redacting else req.query)
-        want_body = body_key(req.body, req.content_type)
+        want_body = hash(body_key(req.body, req.content_type))
 
         def score(row) -> tuple:
-            path, query, req_body, status = row[:4]
-            q = {tuple(p) for p in json.loads(query or "[]")}
+            id_, path, query, body, status = row
+            q = set(map(tuple, query))
             return (
                 200 <= status < 300,
                 path == req.path,
                 len(q & want_query) - len(q ^ want_query),
-                body_key(req_body or b"", req.content_type) == want_body,
+                body == want_body,
+                id_,  # then the newest
             )
 
-        best = max(rows, key=score)  # max keeps the first (newest) among equals
-        path, query, _, status, headers, body = best
-        resp = response_from_row(status, headers, body)
+        id_, path, query, _, _ = max(rows, key=score)
+        resp = self.model.cached(id_) or self._load(id_)
+        if resp is None:
+            return None
         old = dict(_template_params(ep.template, path))
-        old.update(json.loads(query or "[]"))
+        old.update(query)
         new = dict(params)
         new.update(req.query)
-        resp = _carry(resp, old, new)
-        return Answer(_replayable(resp), RECORDED, self._delay(req, ep), ep.id)
+        return Answer(_replayable(_carry(resp, old, new)), RECORDED, self._delay(req, ep), ep.id)
 
     def _synthesize(self, req: Request, ep: Endpoint, params: dict[str, str]) -> Answer | None:
         status = ep.stats.main_status
         if status is None:
             return None
-        schema = ep.response_schema(status)
-        if schema is None:
-            if ep.response_samples(status) or ep.stats.content_types:
-                return None  # bodies were seen but are not JSON: nothing to synthesize from
-            resp = Response(status, [], b"")
-        else:
-            value = synthesize(schema, seed=self.seed, key=_request_text(req), overrides=params)
-            resp = Response.make_json(status, value)
+        text = _request_text(req)
+        # Synthesis is deterministic: the same request to the same model gives the same body,
+        # so it is made once (faker is the costly part) until the schema learns more.
+        key = (ep.id, status, ep.response_samples(status), text)
+        with self._lock:
+            resp = self._synthesized.get(key)
+        if resp is None:
+            schema = ep.response_schema(status)
+            if schema is None:
+                if ep.response_samples(status) or ep.stats.content_types:
+                    return None  # bodies were seen but are not JSON: nothing to synthesize from
+                resp = Response(status, [], b"")
+            else:
+                resp = Response.make_json(status, synthesize(schema, seed=self.seed, key=text, overrides=params))
+            with self._lock:
+                self._synthesized[key] = resp
+                if len(self._synthesized) > SYNTHESIZED_CACHE:
+                    self._synthesized.popitem(last=False)
         return Answer(resp, SYNTHESIZED, self._delay(req, ep), ep.id)
 
     def _not_found(self, req: Request, reason: str) -> Answer:

@@ -135,13 +135,14 @@ class Learner:
     def _record(self, ex: Exchange, ep: Endpoint, exchange_id: int, source: str) -> None:
         req, resp = ex.request, ex.response
         query = redact.query(req.query) if self.redacting else req.query
-        key = match_key(req.method, req.authority, req.path, query, body_key(req.body, req.content_type))
+        body = body_key(req.body, req.content_type)
+        key = match_key(req.method, req.authority, req.path, query, body)
         req_body, resp_body = req.body, resp.body
         if self.redacting:
             secrets = redact.secret_values(req.headers, req.query)
             req_body, resp_body = redact.scrub(req_body, secrets), redact.scrub(resp_body, secrets)
         stored = Response(resp.status, stored_headers(resp.headers, redacting=self.redacting), resp_body)
-        self.model.add_recorded(key, exchange_id, stored)
+        self.model.add_recorded(key, exchange_id, stored, ep, (req.path, query, hash(body)))
         if self.store is None:
             return
         self.store.insert(INSERT_EXCHANGE, (

@@ -12,7 +12,7 @@ import hashlib
 import json
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import sqlite_utils
@@ -22,6 +22,9 @@ from .paths import PathTemplates
 from .recorded import RecordedIndex, db_path
 from .schemas import SchemaModel
 from .stats import EndpointStats
+
+
+RECENT = 50  # recordings per endpoint kept in memory for closest matching
 
 
 def endpoint_id(method: str, authority: str, template: str) -> str:
@@ -146,6 +149,7 @@ class Model:
         self.cursors: dict[int, int] = {}  # match key -> how many of its recordings were replayed
         self.cache: OrderedDict[int, Response] = OrderedDict()  # exchange id -> response
         self.cache_size = cache_size
+        self.recent: dict[str, deque] = {}  # endpoint id -> (id, path, query, body hash, status)
         self.ids = IdClock(slot)
         self.lock = threading.Lock()  # guards cursors and cache, touched from worker threads
         self._templates_dirty: set[str] = set()
@@ -281,9 +285,15 @@ class Model:
 
     # --- recorded exchanges --------------------------------------------------------------
 
-    def add_recorded(self, key: int, exchange_id: int, response: Response) -> None:
+    def add_recorded(self, key: int, exchange_id: int, response: Response, ep: Endpoint, summary: tuple) -> None:
+        """`summary` is (path, query pairs, hash of the body key): what closest matching compares. The
+        newest recordings of each endpoint stay in memory, as the store's copy lags a batch."""
         self.recorded.add(key, exchange_id)
         self.remember(exchange_id, response)
+        recent = self.recent.get(ep.id)
+        if recent is None:
+            recent = self.recent[ep.id] = deque(maxlen=RECENT)
+        recent.append((exchange_id, *summary, response.status))
 
     def next_recorded(self, key: int) -> int | None:
         """The recording to replay for this key: each in recorded order, then the last."""

@@ -146,6 +146,10 @@ class Handler(BaseHTTPRequestHandler):
         if parts == ["slow"]:
             time.sleep(float(q.get("s", 1)))
             return self.send_json(200, {"slow": True})
+        if parts == ["flaky"]:  # fails when asked to: a 5xx for a resource that worked before
+            if q.get("fail"):
+                return self.send_json(503, {"error": "overloaded"})
+            return self.send_json(200, {"flaky": "ok"})
         if len(parts) == 2 and parts[0] == "status":
             code = int(parts[1])
             return self.send_json(code, {"status": code, "error": "as asked"})

@@ -174,6 +174,10 @@ def test_failover_when_backend_dies(backend, proxy, runner):
             assert r.status_code == 200 and "x-mockstore-source" not in r.headers
         r = c.get("/status/503")
         assert r.headers["x-mockstore-source"].startswith("failover-"), "a 5xx is answered by mockstore"
+        assert c.get("/flaky").status_code == 200
+        r = c.get("/flaky?fail=1")
+        assert (r.status_code, r.headers["x-mockstore-source"]) == (200, "failover-recorded"), "the last success, not the 5xx"
+        assert r.json() == {"flaky": "ok"}
         api.kill()
         for i in list(range(1, 6)) + [77, 78]:
             r = c.get(f"/users/{i}")
