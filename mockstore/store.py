@@ -128,6 +128,7 @@ class Store:
         migrate(self.db)
         self._local = threading.local()
         self._queue: queue.Queue[Write | threading.Event | None] = queue.Queue()
+        self._rows: list[tuple[str, tuple]] = []
         self._failures = 0
         self._thread = threading.Thread(target=self._run, name="mockstore-writer", daemon=True)
         self._thread.start()
@@ -148,9 +149,10 @@ class Store:
         self._queue.put(write)
 
     def insert(self, sql: str, params: tuple) -> None:
-        """Queue one row for a plain SQL statement; rows of the same statement in a batch go
-        to SQLite in one executemany (the proxy records a row per exchange: keep it cheap)."""
-        self._queue.put((sql, params))
+        """Queue one row for a plain SQL statement. The proxy records a row per exchange, so
+        this is a bare list append (no lock, no wake-up): the writer takes the rows every
+        `flush_interval` and sends each statement's rows to SQLite in one executemany."""
+        self._rows.append((sql, params))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every write queued so far is on disk. True if it got there in time."""
@@ -167,10 +169,7 @@ class Store:
     def _run(self) -> None:
         stop = False
         while not stop:
-            item = self._queue.get()
-            if item is None:
-                break
-            batch = [item]
+            batch = []
             deadline = time.monotonic() + self.flush_interval
             while len(batch) < self.batch_size:
                 try:
@@ -181,7 +180,8 @@ class Store:
                     stop = True
                     break
                 batch.append(item)
-            writes = [w for w in batch if not isinstance(w, threading.Event)]
+            rows, self._rows = self._rows, []  # swapped whole: appends after this go next time
+            writes = rows + [w for w in batch if not isinstance(w, threading.Event)]
             if writes:
                 self._write(writes)
             for w in batch:
