@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -101,6 +100,16 @@ def backend(procs):
     return start
 
 
+@pytest.fixture
+def store(tmp_path):
+    """A real store in a fresh SQLite file."""
+    from mockstore.store import Store
+
+    s = Store(tmp_path / "m.db")
+    yield s
+    s.close()
+
+
 @pytest.fixture(scope="session")
 def confdir(tmp_path_factory) -> Path:
     """A mitmproxy confdir for the test session; the CA is generated on first start."""
@@ -157,12 +166,3 @@ def tctx():
     with taddons.context(addon) as ctx:
         yield ctx, addon
         addon.done()
-
-
-@contextmanager
-def no_proxy_env():
-    old = {k: os.environ.pop(k) for k in list(os.environ) if k.lower() in ("http_proxy", "https_proxy", "all_proxy")}
-    try:
-        yield
-    finally:
-        os.environ.update(old)

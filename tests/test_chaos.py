@@ -22,13 +22,6 @@ def flow(method="GET", path="/users/1", host="api.example.com"):
     return f
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "m.db")
-    yield s
-    s.close()
-
-
 def make(store=None, *rules, seed=0):
     r = ChaosRules(store, seed=seed, filter_compiler=compile_filter)
     for rule in rules:

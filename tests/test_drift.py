@@ -71,13 +71,6 @@ def user(i: int, **over):
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "m.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def learned():
     ep = FakeEndpoint()
     for i in range(6):

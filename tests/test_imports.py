@@ -7,11 +7,9 @@ import gzip
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from mockstore.har import exchanges_from_store, write_har
 from mockstore.imports import detect, import_file
 from mockstore.model import Model
 from mockstore.store import Store
+from conftest import free_port, wait_port
 
 MITMDUMP = str(Path(sys.executable).parent / "mitmdump")
 
@@ -181,25 +180,6 @@ class Backend(BaseHTTPRequestHandler):
         n = int(self.headers.get("content-length") or 0)
         data = json.loads(self.rfile.read(n) or b"{}")
         self._send(201, {"id": 99, **data})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mitmdump exited with {proc.returncode}: {proc.stdout.read()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"mitmdump is not listening on {port}")
 
 
 @pytest.fixture

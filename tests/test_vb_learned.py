@@ -172,7 +172,7 @@ def test_learned_crud_with_new_ids(learned_db):
         assert c.put(f"/posts/{pid}", json={"title": "fresher", "body": "y", "userId": 2}).status_code == 200
         found = c.get("/posts", params={"userId": 2, "sort": "-id", "limit": 1}).json()
         assert found[0] == {"id": pid, "title": "fresher", "body": "y", "userId": 2}
-        assert [p["id"] for p in c.get(f"/users/2/posts").json()][-1] == pid
+        assert [p["id"] for p in c.get("/users/2/posts").json()][-1] == pid
         assert c.delete(f"/posts/{pid}").status_code == 204
         assert c.get(f"/posts/{pid}").status_code == 404
         # the learned request schema requires what every real create sent
