@@ -57,7 +57,7 @@ class Responder:
     def exact_cached(self, req: Request) -> Answer | None:
         """An exact match whose response is in memory; None means: ask `answer`."""
         key = request_key(req, redacting=self.redacting)
-        ids = self.model.recorded.get(key)
+        ids = self.model.recorded.peek(key)
         if not ids:
             return None
         # peek without consuming the cursor unless we can answer right here

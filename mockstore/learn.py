@@ -7,6 +7,7 @@ and the model's changes go to the store's writer thread.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -44,7 +45,10 @@ def body_key(body: bytes, content_type: str) -> str:
             return bodies.canonical(bodies.load_json(body))
         except bodies.BodyError:
             pass
-    return body.decode("utf-8", "replace")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:  # binary: two bodies must not meet in their replacement characters
+        return "blake2b:" + hashlib.blake2b(body).hexdigest()
 
 
 def request_key(request, *, redacting: bool = True) -> int:

@@ -28,16 +28,28 @@ class RecordedIndex:
         self.cache_keys = cache_keys
         self._added: dict[int, list[int]] = {}  # recorded by this process
         self._stored: OrderedDict[int, tuple[int, ...]] = OrderedDict()  # the store's, LRU
-        self._stored_keys: int | None = None  # distinct keys in the store, counted once
-        self._new_keys = 0  # keys first recorded by this process
         self._lock = threading.Lock()
         self._local = threading.local()
 
     # --- the mapping API the model and the responder use ------------------------------
 
     def get(self, key: int, default=None) -> list[int] | None:
+        return self._merge(key, self._lookup(key), default)
+
+    def peek(self, key: int) -> list[int] | None:
+        """The ids known without asking the store (for the event loop, which must not wait
+        on the disk); None when only the store can tell."""
+        if self.path is None:
+            stored = _EMPTY
+        else:
+            with self._lock:
+                stored = self._stored.get(key)
+            if stored is None:
+                return None
+        return self._merge(key, stored, [])
+
+    def _merge(self, key: int, stored: tuple[int, ...], default):
         added = self._added.get(key)
-        stored = self._lookup(key)
         if not stored:
             return list(added) if added else default
         if not added:
@@ -54,9 +66,18 @@ class RecordedIndex:
         return isinstance(key, int) and self.get(key) is not None
 
     def __len__(self) -> int:
-        if self._stored_keys is None:
-            self._stored_keys = self._count()
-        return self._stored_keys + self._new_keys
+        """Distinct keys: the store's, and this process's that the store does not have yet.
+        (For reports and tests: it counts over the store's index.)"""
+        conn = self._conn()
+        if conn is None:
+            return len(self._added)
+        try:
+            return self._count() + sum(
+                1 for k in list(self._added)
+                if conn.execute("select 1 from exchanges where match_key = ? limit 1", [k]).fetchone() is None
+            )
+        except sqlite3.Error:
+            return len(self._added)
 
     def __bool__(self) -> bool:
         return len(self) > 0
@@ -74,10 +95,9 @@ class RecordedIndex:
                 yield key
 
     def add(self, key: int, exchange_id: int) -> None:
+        """Runs on the event loop for every recorded exchange: memory only."""
         lst = self._added.get(key)
         if lst is None:
-            if not self._lookup(key):
-                self._new_keys += 1
             self._added[key] = [exchange_id]
         else:
             lst.append(exchange_id)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -166,3 +167,13 @@ def tctx():
     with taddons.context(addon) as ctx:
         yield ctx, addon
         addon.done()
+
+
+@contextmanager
+def no_proxy_env():
+    """Without the machine's proxy variables: clients here talk to 127.0.0.1 directly."""
+    old = {k: os.environ.pop(k) for k in list(os.environ) if k.lower() in ("http_proxy", "https_proxy", "all_proxy")}
+    try:
+        yield
+    finally:
+        os.environ.update(old)
