@@ -279,7 +279,9 @@ def test_bad_request_bodies(backend, proxy):
 def test_locked_database_does_not_stop_traffic(backend, proxy):
     api, url = backend()
     p = proxy(url)
-    holder = sqlite3.connect(p.db, timeout=0)
+    with p.client() as c:  # the addon is up and has its store open (mitmproxy may listen sooner)
+        assert c.get("/users/8").status_code == 200
+    holder = sqlite3.connect(p.db, timeout=5)
     holder.execute("begin exclusive")
     try:
         with p.client() as c:
@@ -292,7 +294,7 @@ def test_locked_database_does_not_stop_traffic(backend, proxy):
         assert c.get("/users/9").status_code == 200
     p.stop()
     db = sqlite3.connect(p.db)
-    assert db.execute("select count(*) from exchanges").fetchone()[0] == 4, "nothing lost"
+    assert db.execute("select count(*) from exchanges").fetchone()[0] == 5, "nothing lost"
 
 
 def test_bad_options_are_refused_clearly(proxy, tmp_path):
