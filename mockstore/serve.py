@@ -9,6 +9,7 @@ everything mockstore does (the end-to-end tests run through both).
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Iterable
 
@@ -33,6 +34,11 @@ def lean_addons() -> list:
 
 
 async def _run(settings: dict, extra_addons: Iterable, with_mockstore: bool) -> None:
+    # As mitmdump does, less its debug level: termlog shows what reaches the root logger, and
+    # debug records on every flow cost time even when nobody shows them.
+    logging.getLogger().setLevel(logging.DEBUG if settings.get("termlog_verbosity") == "debug" else logging.INFO)
+    for noisy in ("tornado", "asyncio", "hpack", "quic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     m = master.Master(options.Options(), with_termlog=True)
     m.addons.add(*lean_addons(), *([MockStore()] if with_mockstore else []), *extra_addons)
     apply_settings(m.options, settings)
