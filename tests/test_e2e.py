@@ -7,12 +7,13 @@ import json
 import sqlite3
 import ssl
 import subprocess
+import sys
 
 import httpx
 import jsonschema
 import openapi_spec_validator
 import pytest
-from conftest import ADDON, MITMDUMP, MOCKSTORE, free_port
+from conftest import ADDON, MITMDUMP, MOCKSTORE, ROOT, free_port
 
 RUNNERS = ["mitmdump", "serve"]
 
@@ -343,3 +344,24 @@ def test_mitmdump_flow_file_imported_and_replayed(backend, procs, proxy, tmp_pat
         miss = c.get("/users/3")  # a learned template, but replay mode never synthesizes
         assert miss.status_code == 404 and miss.headers["x-mockstore-source"] == "not-found"
         assert "replay" in miss.json()["error"]
+
+
+@pytest.mark.parametrize("mode", ["learn", "mock"])
+def test_websockets_pass_through(procs, proxy, mode):
+    """A websocket upgrade is never answered or learned by mockstore: it goes through."""
+    from websockets.sync.client import connect
+
+    port = free_port()
+    procs([sys.executable, str(ROOT / "tests" / "ws_backend.py"), str(port)], port)
+    p = proxy(f"http://127.0.0.1:{port}", mode=mode)
+    with connect(f"ws://127.0.0.1:{p.port}/chat", open_timeout=10) as ws:
+        for text in ("hello", "again"):
+            ws.send(text)
+            assert ws.recv(timeout=10) == f"echo: {text}"
+    with p.client() as c:  # and the proxy goes on serving plain HTTP
+        r = c.get("/anything")
+        if mode == "learn":  # forwarded: the websocket server's own answer
+            assert r.status_code == 426 and "x-mockstore-source" not in r.headers
+        else:
+            assert r.status_code == 404 and r.headers["x-mockstore-source"] == "not-found"
+    assert "Traceback" not in p.stop()
