@@ -471,14 +471,6 @@ class ChaosRules:
             for rid, (a, s) in deltas.items()
         ])
 
-    def reset_counters(self) -> None:
-        self._seen.clear()
-        for r in self._rules:
-            r.applied = r.skipped = 0
-        with self._lock:
-            self._deltas.clear()
-        self._submit(lambda db: db.execute("update chaos_rules set applied = 0, skipped = 0"))
-
     # --- the store ------------------------------------------------------------------
 
     def refresh(self) -> None:

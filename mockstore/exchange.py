@@ -15,6 +15,17 @@ from urllib.parse import urlencode
 Headers = list[tuple[str, str]]
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def authority(scheme: str, host: str, port: int) -> str:
+    """host, with the port when it is not the scheme's default: one API per authority.
+    An IPv6 address is bracketed, so its port stays readable."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return host if port == DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+
+
 def header(headers: Headers, name: str, default: str | None = None) -> str | None:
     """First value of a header, case-insensitively."""
     name = name.lower()
@@ -44,9 +55,7 @@ class Request:
 
     @property
     def authority(self) -> str:
-        """host, with the port when it is not the scheme's default: one API per authority."""
-        default_port = {"http": 80, "https": 443}.get(self.scheme)
-        return self.host if self.port == default_port else f"{self.host}:{self.port}"
+        return authority(self.scheme, self.host, self.port)
 
     @property
     def url(self) -> str:

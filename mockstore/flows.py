@@ -13,7 +13,7 @@ from pathlib import Path
 from mitmproxy import http, io
 from mitmproxy.exceptions import FlowReadException
 
-from . import bodies
+from . import bodies, exchange
 from .exchange import Exchange, Request, Response
 
 SOURCE_HEADER = "X-Mockstore-Source"
@@ -44,11 +44,8 @@ def _headers(h: http.Headers) -> list[tuple[str, str]]:
 
 
 def authority(r: http.Request) -> str:
-    """As `Request.authority`: host, with the port unless it is the scheme's default."""
-    return r.host if r.port == _DEFAULT_PORTS.get(r.scheme) else f"{r.host}:{r.port}"
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+    """As `Request.authority`, without converting the whole request."""
+    return exchange.authority(r.scheme, r.host, r.port)
 
 
 def to_exchange(flow: http.HTTPFlow, limit: int) -> tuple[Exchange, str | None]:

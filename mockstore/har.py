@@ -27,11 +27,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import sqlite_utils
 
 from . import __version__, bodies
-from .exchange import Exchange, Headers, Request, Response, header
+from .exchange import DEFAULT_PORTS, Exchange, Headers, Request, Response, header
 
 log = logging.getLogger("mockstore.har")
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class HarEntry(NamedTuple):
@@ -158,7 +156,7 @@ def _entry(e: object, limit: int) -> tuple[Exchange, str | None]:
         headers=req_headers,
         body=req_body,
         scheme=scheme,
-        port=port or _DEFAULT_PORTS[scheme],
+        port=port or DEFAULT_PORTS[scheme],
     )
     duration = e.get("time")
     exchange = Exchange(
@@ -278,7 +276,7 @@ def har_entry(ex: Exchange) -> dict:
     started = datetime.fromtimestamp(max(ex.started, 0.0), timezone.utc)
     request: dict = {
         "method": req.method,
-        "url": _url(req),
+        "url": req.url,
         "httpVersion": "HTTP/1.1",
         "cookies": _request_cookies(req.headers),
         "headers": _har_headers(req.headers),
@@ -317,13 +315,6 @@ def har_entry(ex: Exchange) -> dict:
         "cache": {},
         "timings": {"send": 0, "wait": duration, "receive": 0},
     }
-
-
-def _url(req: Request) -> str:
-    host = f"[{req.host}]" if ":" in req.host and not req.host.startswith("[") else req.host
-    port = "" if _DEFAULT_PORTS.get(req.scheme) == req.port else f":{req.port}"
-    query = f"?{urlencode(req.query)}" if req.query else ""
-    return f"{req.scheme}://{host}{port}{req.path}{query}"
 
 
 def _text(body: bytes) -> tuple[str, str | None]:
@@ -377,7 +368,7 @@ def exchanges_from_store(db: sqlite_utils.Database) -> Iterator[Exchange]:
         "resp_headers, resp_body, duration_ms from exchanges order by id"
     ):
         scheme = scheme or "http"
-        port = port or _DEFAULT_PORTS.get(scheme, 80)
+        port = port or DEFAULT_PORTS.get(scheme, 80)
         host = host or ""
         if host.endswith(f":{port}"):  # the column holds the authority
             host = host[: -len(f":{port}")]

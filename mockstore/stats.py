@@ -84,11 +84,6 @@ class EndpointStats:
         (b,) = rng.choices(buckets, weights=[self.latency[x] for x in buckets])
         return _bucket_ms(b)
 
-    def draw_status(self, rng: random.Random) -> int:
-        codes = list(self.statuses)
-        (s,) = rng.choices(codes, weights=[self.statuses[c] for c in codes])
-        return s
-
     @property
     def main_status(self) -> int | None:
         """The most frequent status, 2xx preferred."""

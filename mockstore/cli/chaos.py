@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -15,14 +17,21 @@ DB_OPTION = click.option("--db", default="mockstore.db", show_default=True,
                          help="The store (default ./mockstore.db).")
 
 
-def _rules(db: str, *, must_exist: bool = False) -> tuple[Store, ChaosRules]:
+@contextmanager
+def _rules(db: str, *, must_exist: bool = False) -> Iterator[ChaosRules]:
+    """The store's rules for one command; a refused rule is a one-line error; closed after."""
     if must_exist and not Path(db).exists():
         raise click.ClickException(f"no store at {db!r}: add a rule first, or pass --db")
     try:
         store = Store(db)
     except StoreError as e:
         raise click.ClickException(str(e)) from None
-    return store, ChaosRules(store, filter_compiler=compile_filter)
+    try:
+        yield ChaosRules(store, filter_compiler=compile_filter)
+    except ChaosRuleError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        store.close()
 
 
 def register(cli: click.Group) -> None:
@@ -74,13 +83,8 @@ def register(cli: click.Group) -> None:
         for k in ("ms", "min_ms", "max_ms", "bytes_per_second"):
             if k in spec and float(spec[k]).is_integer():
                 spec[k] = int(spec[k])
-        store, rules = _rules(db)
-        try:
+        with _rules(db) as rules:
             rule = rules.add(spec)
-        except ChaosRuleError as e:
-            raise click.ClickException(str(e)) from None
-        finally:
-            store.close()
         click.echo(f"added chaos rule {rule.id}: {rule.describe()}")
 
     @chaos.command(name="list")
@@ -93,11 +97,8 @@ def register(cli: click.Group) -> None:
         Example:
             mockstore chaos list --json
         """
-        store, rules = _rules(db, must_exist=True)
-        try:
+        with _rules(db, must_exist=True) as rules:
             items, enabled = rules.list(), rules.enabled
-        finally:
-            store.close()
         if as_json:
             click.echo(json.dumps({"enabled": enabled, "rules": [r.to_dict() for r in items]}, indent=2))
             return
@@ -115,13 +116,8 @@ def register(cli: click.Group) -> None:
         Example:
             mockstore chaos rm 2
         """
-        store, rules = _rules(db, must_exist=True)
-        try:
+        with _rules(db, must_exist=True) as rules:
             rules.remove(rule_id)
-        except ChaosRuleError as e:
-            raise click.ClickException(str(e)) from None
-        finally:
-            store.close()
         click.echo(f"removed chaos rule {rule_id}")
 
     @chaos.command()
@@ -133,12 +129,9 @@ def register(cli: click.Group) -> None:
         Example:
             mockstore chaos clear
         """
-        store, rules = _rules(db)
-        try:
+        with _rules(db) as rules:
             n = len(rules.list())
             rules.clear()
-        finally:
-            store.close()
         click.echo(f"removed {n} chaos rule(s)")
 
     @chaos.command()
@@ -165,9 +158,6 @@ def register(cli: click.Group) -> None:
 
 
 def _switch(db: str, on: bool) -> None:
-    store, rules = _rules(db)
-    try:
+    with _rules(db) as rules:
         rules.enabled = on
-    finally:
-        store.close()
     click.echo(f"chaos {'enabled' if on else 'disabled'}")

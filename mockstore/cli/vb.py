@@ -6,6 +6,7 @@ calls `register(cli)` to add them.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -47,6 +48,25 @@ def _open(db, spec, entities, learned, storage, vb_file, seed) -> VirtualBackend
     if vb is None:
         raise click.ClickException("no resources: give --spec FILE, --entities FILE or --learned")
     return vb
+
+
+@contextmanager
+def _plain_errors():
+    """What the library refuses, said as a one-line error, not a traceback."""
+    try:
+        yield
+    except (ValueError, ModelError, SnapshotError) as e:
+        raise click.ClickException(str(e)) from None
+
+
+@contextmanager
+def _backend(db, spec, entities, learned, storage, vb_file, seed):
+    vb = _open(db, spec, entities, learned, storage, vb_file, seed)
+    try:
+        with _plain_errors():
+            yield vb
+    finally:
+        vb.close()
 
 
 def _snapshots(db) -> Snapshots:
@@ -147,13 +167,8 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore seed fixtures.yaml --entities entities.yaml
         """
-        vb = _open(db, spec, entities, learned, storage, vb_file, seed)
-        try:
+        with _backend(db, spec, entities, learned, storage, vb_file, seed) as vb:
             n = vb.seed_file(file)
-        except (ValueError, ModelError) as e:
-            raise click.ClickException(str(e)) from None
-        finally:
-            vb.close()
         click.echo(f"{n} rows seeded")
 
     @cli.command()
@@ -164,9 +179,8 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore reset --spec petstore.yaml
         """
-        vb = _open(db, spec, entities, learned, storage, vb_file, seed)
-        vb.reset()
-        vb.close()
+        with _backend(db, spec, entities, learned, storage, vb_file, seed) as vb:
+            vb.reset()
         click.echo("virtual data reset")
 
     @cli.group()
@@ -183,13 +197,8 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore snapshot create before-tests --description "clean" --spec petstore.yaml
         """
-        vb = _open(db, spec, entities, learned, storage, vb_file, seed)
-        try:
+        with _backend(db, spec, entities, learned, storage, vb_file, seed) as vb:
             s = vb.snapshot_create(name, description)
-        except SnapshotError as e:
-            raise click.ClickException(str(e)) from None
-        finally:
-            vb.close()
         click.echo(f"snapshot {s['name']!r} created ({s['rows']} rows)")
 
     @snapshot.command("list")
@@ -211,13 +220,8 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore snapshot restore before-tests --spec petstore.yaml
         """
-        vb = _open(db, spec, entities, learned, storage, vb_file, seed)
-        try:
+        with _backend(db, spec, entities, learned, storage, vb_file, seed) as vb:
             vb.snapshot_restore(name)
-        except SnapshotError as e:
-            raise click.ClickException(str(e)) from None
-        finally:
-            vb.close()
         click.echo(f"snapshot {name!r} restored")
 
     @snapshot.command("delete")
@@ -228,10 +232,8 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore snapshot delete before-tests
         """
-        try:
+        with _plain_errors():
             found = _snapshots(db).delete(name)
-        except SnapshotError as e:
-            raise click.ClickException(str(e)) from None
         if not found:
             raise click.ClickException(f"no snapshot named {name!r}")
         click.echo(f"snapshot {name!r} deleted")
@@ -245,10 +247,8 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore snapshot save before-tests before-tests.json
         """
-        try:
+        with _plain_errors():
             _snapshots(db).save(name, file)
-        except SnapshotError as e:
-            raise click.ClickException(str(e)) from None
         click.echo(f"snapshot {name!r} saved to {file}")
 
     @snapshot.command("load")
@@ -260,10 +260,8 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore snapshot load before-tests.json --name baseline
         """
-        try:
+        with _plain_errors():
             s = _snapshots(db).load(file, name)
-        except SnapshotError as e:
-            raise click.ClickException(str(e)) from None
         click.echo(f"snapshot {s['name']!r} loaded ({s['rows']} rows)")
 
 

@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote
 from mockstore.exchange import Request, Response
 
 from .errors import HttpError
-from .ids import IdMaker, coerce_key
+from .ids import IdMaker
 from .model import Field, ManyToMany, Model, Resource
 from .storage import Storage
 from .validate import check, parse_body
@@ -315,9 +315,6 @@ class Crud:
     def _user_pk(self) -> str:
         auth = self.model.auth
         return self.model.resources[auth.users].pk if auth else "id"
-
-    def _typed(self, res: Resource, key: str) -> Any:
-        return coerce_key(key, res.pk_type)
 
     def create(self, route: Route, res: Resource, body: dict, ns: str, user: dict | None,
                status: int = 201) -> Response:

@@ -11,7 +11,7 @@ import re
 import string
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 
 from .model import ModelError
@@ -126,5 +126,3 @@ def coerce_key(value: str, pk_type: str) -> Any:
             return value
     return value
 
-
-IdFactory = Callable[[Collection[str]], Any]
