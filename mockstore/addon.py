@@ -249,20 +249,23 @@ class MockStore:
         req, problem = flows.to_request(f.request, self._max_body)
         if problem:
             self._warn_once(f"request body: {problem}")
-        if self.vb is not None and await self._virtual(f, req, prefix):
+        if self.vb is not None and await self._virtual(f, req, prefix, body_dropped=problem is not None):
             return
-        answer: Answer | None = None if exact_only or avoid_errors else self.responder.exact_cached(req)
+        key = self.responder.key(req)
+        answer: Answer | None = None if exact_only or avoid_errors else self.responder.exact_cached(req, key)
         if answer is None:
-            answer = await asyncio.to_thread(self.responder.answer, req, exact_only=exact_only, avoid_errors=avoid_errors)
+            answer = await asyncio.to_thread(
+                self.responder.answer, req, key, exact_only=exact_only, avoid_errors=avoid_errors
+            )
         if answer.delay_ms > 0:
             await asyncio.sleep(answer.delay_ms / 1000)
         flows.respond(f, answer.response, prefix + answer.source, note)
         if answer.endpoint:
             f.metadata[flows.META_KEY]["endpoint"] = answer.endpoint
 
-    async def _virtual(self, f: http.HTTPFlow, req: Request, prefix: str) -> bool:
-        if f.request.raw_content and len(f.request.raw_content) > len(req.body):
-            req.body = f.request.raw_content  # over mock_max_body: let the vb say 413 itself
+    async def _virtual(self, f: http.HTTPFlow, req: Request, prefix: str, *, body_dropped: bool) -> bool:
+        if body_dropped and f.request.raw_content and "content-encoding" not in f.request.headers:
+            req.body = f.request.raw_content  # over mock_max_body: the vb has its own limit (413)
         response = await asyncio.to_thread(self.vb.handle, req)
         if response is None:
             return False

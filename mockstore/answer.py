@@ -54,9 +54,12 @@ class Responder:
 
     # --- the chain ---------------------------------------------------------------------
 
-    def exact_cached(self, req: Request) -> Answer | None:
+    def key(self, req: Request) -> int:
+        """The request's match key (both ways of answering below take it, to make it once)."""
+        return request_key(req, redacting=self.redacting)
+
+    def exact_cached(self, req: Request, key: int) -> Answer | None:
         """An exact match whose response is in memory; None means: ask `answer`."""
-        key = request_key(req, redacting=self.redacting)
         ids = self.model.recorded.peek(key)
         if not ids:
             return None
@@ -70,10 +73,11 @@ class Responder:
             self.model.cursors[key] = n + 1
         return self._recorded(req, resp)
 
-    def answer(self, req: Request, *, exact_only: bool = False, avoid_errors: bool = False) -> Answer:
+    def answer(self, req: Request, key: int | None = None, *, exact_only: bool = False,
+               avoid_errors: bool = False) -> Answer:
         """`avoid_errors`: standing in for a real API that just failed (failover), a recorded
         5xx of the same request is no answer; the same resource's last success is."""
-        key = request_key(req, redacting=self.redacting)
+        key = self.key(req) if key is None else key
         exchange_id = self.model.next_recorded(key)
         if exchange_id is not None:
             resp = self.model.cached(exchange_id) or self._load(exchange_id)

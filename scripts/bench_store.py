@@ -127,7 +127,7 @@ def measure(path: str | Path, *, lookups: int = 20_000, seed: int = 1) -> dict:
             if a.source != "recorded":
                 misses += 1
             t = time.perf_counter()
-            responder.exact_cached(req)  # warm: now in the response cache
+            responder.exact_cached(req, responder.key(req))  # warm: now in the response cache
             cached_us.append((time.perf_counter() - t) * 1e6)
             t = time.perf_counter()
             request_key(req)

@@ -177,3 +177,16 @@ def no_proxy_env():
         yield
     finally:
         os.environ.update(old)
+
+
+def cli_group(*registers):
+    """A click group with only these command modules' commands, for CliRunner."""
+    import click
+
+    @click.group()
+    def group():
+        pass
+
+    for register in registers:
+        register(group)
+    return group

@@ -6,8 +6,8 @@ import asyncio
 import json
 import os
 
-import click
 import pytest
+from conftest import cli_group
 from click.testing import CliRunner
 from mitmproxy.test import tflow, tutils
 
@@ -287,12 +287,7 @@ def test_apply_response_marks_and_cannot_throttle_without_a_proxy(caplog):
 
 @pytest.fixture
 def cli():
-    @click.group()
-    def group():
-        pass
-
-    register(group)
-    return group
+    return cli_group(register)
 
 
 def test_cli_round_trip(tmp_path, cli):

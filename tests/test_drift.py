@@ -6,8 +6,8 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-import click
 import pytest
+from conftest import cli_group
 from click.testing import CliRunner
 from genson import SchemaBuilder
 
@@ -316,12 +316,7 @@ def test_validate_options():
 
 @pytest.fixture
 def cli():
-    @click.group()
-    def group():
-        pass
-
-    register(group)
-    return group
+    return cli_group(register)
 
 
 def test_cli_lists_and_resolves(tmp_path, learned, cli):
