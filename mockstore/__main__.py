@@ -1,0 +1,5 @@
+"""`python -m mockstore`: the same program as `mockstore`."""
+
+from .cli import main
+
+main()
