@@ -53,15 +53,27 @@ def to_exchange(flow: http.HTTPFlow, limit: int) -> tuple[Exchange, str | None]:
     req, problem = to_request(flow.request, limit)
     resp = flow.response
     body, resp_problem = _body(resp, limit)
-    end = resp.timestamp_end or time.time()
-    start = flow.request.timestamp_start
-    ex = Exchange(
-        req,
-        Response(resp.status_code, _headers(resp.headers), body),
-        started=start,
-        duration_ms=max(0.0, (end - start) * 1000),
-    )
+    start, duration_ms = timing(flow)
+    ex = Exchange(req, Response(resp.status_code, _headers(resp.headers), body), start, duration_ms)
     return ex, problem or resp_problem
+
+
+def timing(flow: http.HTTPFlow) -> tuple[float, float]:
+    """When the request started (unix time), and milliseconds to the whole response."""
+    start = flow.request.timestamp_start
+    end = flow.response.timestamp_end or time.time()
+    return start, max(0.0, (end - start) * 1000)
+
+
+def fingerprint(flow: http.HTTPFlow, limit: int) -> int | None:
+    """A hash of everything a flow with a response teaches but its timing: request line,
+    headers and body, response status, headers and body, as they came on the wire. None if a
+    body was streamed or is over `limit` bytes (hashing it would cost more than it saves)."""
+    q, s = flow.request.data, flow.response.data
+    if q.content is None or s.content is None or len(q.content) + len(s.content) > limit:
+        return None
+    return hash((q.method, q.scheme, q.host, q.port, q.path, q.headers.fields, q.content,
+                 s.status_code, s.headers.fields, s.content))
 
 
 def _body(m: http.Message, limit: int) -> tuple[bytes, str | None]:

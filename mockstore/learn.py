@@ -36,6 +36,27 @@ class Learned:
     alerts: list  # drift alerts raised by this exchange
 
 
+@dataclass(slots=True)
+class _Seen:
+    """What learning one exchange produced, kept so that an identical one (same request and
+    response but for their timing) is counted and recorded without being converted, parsed,
+    redacted and encoded again."""
+
+    ep: Endpoint
+    method: str
+    authority: str
+    path: str
+    query: list
+    status: int
+    resp_type: str
+    req_counted: bool  # the request's schema counted its body
+    key: int
+    stored: Response
+    summary: tuple
+    row: tuple  # the INSERT's columns after `ts` and before `duration_ms`
+    tail: tuple  # ... and after it
+
+
 def body_key(body: bytes, content_type: str) -> str:
     """The request body as it takes part in exact matching: JSON canonicalised."""
     if not body:
@@ -63,6 +84,7 @@ def stored_headers(headers, *, redacting: bool) -> list[tuple[str, str]]:
 
 class Learner:
     KNOWN_BODIES = 256  # per endpoint and status: identical bodies already learned
+    SEEN = 4096  # whole exchanges kept for `learn_again`
 
     def __init__(self, model: Model, store: Store | None, *, redacting: bool = True, drift=None):
         self.model = model
@@ -72,10 +94,42 @@ class Learner:
         # Bodies learned before, by hash: one seen again teaches nothing new (same shape, so
         # no drift either), and APIs repeat themselves a lot. It is counted, not re-parsed.
         self._known: dict[tuple, set[int]] = {}
+        self._seen: dict[int, _Seen] = {}
 
-    def learn(self, ex: Exchange, *, record_body: bool = True, source: str = "proxy") -> Learned:
+    def learn_again(self, fingerprint: int, started: float, duration_ms: float) -> Learned | None:
+        """Learn an exchange identical to one learned before with this `fingerprint` (a hash of
+        all of it but its timing, from the caller): the same endpoint, schemas and recording,
+        new statistics and a new recorded row. None if there is no such exchange, or if what
+        it was learned into has changed since (a template folded): then call `learn`."""
+        seen = self._seen.get(fingerprint)
+        if seen is None:
+            return None
+        ep = self.model.learn_endpoint(seen.method, seen.authority, seen.path)
+        resp_model = ep.responses.get(seen.status)
+        template = seen.tail[0]
+        if ep is not seen.ep or ep.template != template or resp_model is None or (seen.req_counted and ep.request is None):
+            del self._seen[fingerprint]
+            return None
+        ep.first_seen = ep.first_seen or started
+        ep.last_seen = max(ep.last_seen, started)
+        ep.stats.add(seen.status, duration_ms, seen.resp_type)
+        if seen.query:
+            self._count_query(ep, seen.query)
+        ep.dirty = True
+        if seen.req_counted:
+            ep.request.samples += 1
+        resp_model.samples += 1
+        exchange_id = self.model.ids.next()
+        self.model.add_recorded(seen.key, exchange_id, seen.stored, ep, seen.summary)
+        if self.store is not None:
+            self.store.insert(INSERT_EXCHANGE, (exchange_id, started, *seen.row, duration_ms, *seen.tail))
+        return Learned(ep, exchange_id, [])
+
+    def learn(self, ex: Exchange, *, record_body: bool = True, source: str = "proxy",
+              fingerprint: int | None = None) -> Learned:
         """Learn from a real exchange. `record_body=False` when the body was over the size cap:
-        statistics are learned, the body is neither stored nor learned from."""
+        statistics are learned, the body is neither stored nor learned from. With a
+        `fingerprint`, an identical exchange later can be learned with `learn_again`."""
         req, resp = ex.request, ex.response
         req_type, resp_type = req.content_type, resp.content_type
         ep = self.model.learn_endpoint(req.method, req.authority, req.path)
@@ -97,22 +151,17 @@ class Learner:
         ep.first_seen = ep.first_seen or ex.started
         ep.last_seen = max(ep.last_seen, ex.started)
         ep.stats.add(resp.status, ex.duration_ms, resp_type)
-        for name, value in req.query:
-            q = ep.stats.query.get(name)
-            if q is None:
-                ep.stats.query[name] = {"schema": scalar_type(value), "count": 1}
-            else:
-                q["count"] += 1
-                if q["schema"] != scalar_type(value):
-                    q["schema"] = {"type": "string"}
+        self._count_query(ep, req.query)
         ep.dirty = True
         # A drifting body stays out of the baseline until the alert is resolved, so the same
         # drift repeated stays one alert with a growing count.
-        if record_body and (req_known or req_json is not None) and not any(a.kind == "request" for a in alerts):
+        req_counted = record_body and (req_known or req_json is not None) and not any(a.kind == "request" for a in alerts)
+        resp_counted = record_body and (resp_known or resp_json is not None) and not any(a.kind == "response" for a in alerts)
+        if req_counted:
             if ep.request is None:
                 ep.request = SchemaModel()
             self._add(ep.request, req_json, req_key, req_known)
-        if record_body and (resp_known or resp_json is not None) and not any(a.kind == "response" for a in alerts):
+        if resp_counted:
             model = ep.responses.get(resp.status)
             if model is None:
                 model = ep.responses[resp.status] = SchemaModel()
@@ -120,8 +169,26 @@ class Learner:
 
         exchange_id = self.model.ids.next()
         if record_body:
-            self._record(ex, ep, exchange_id, source)
+            seen = self._record(ex, ep, exchange_id, source)
+            # Only an exchange whose response body the schema counted: one that is not JSON
+            # goes through the drift check's envelope every time (status, content type).
+            if fingerprint is not None and resp_counted and not alerts:
+                if len(self._seen) >= self.SEEN:
+                    self._seen.clear()
+                seen.req_counted = req_counted
+                self._seen[fingerprint] = seen
         return Learned(ep, exchange_id, alerts)
+
+    @staticmethod
+    def _count_query(ep: Endpoint, query: list) -> None:
+        for name, value in query:
+            q = ep.stats.query.get(name)
+            if q is None:
+                ep.stats.query[name] = {"schema": scalar_type(value), "count": 1}
+            else:
+                q["count"] += 1
+                if q["schema"] != scalar_type(value):
+                    q["schema"] = {"type": "string"}
 
     def _is_known(self, key: tuple) -> bool:
         return key[-1] in self._known.get(key[:-1], ())
@@ -136,7 +203,7 @@ class Learner:
             bodies_seen.clear()
         bodies_seen.add(key[-1])
 
-    def _record(self, ex: Exchange, ep: Endpoint, exchange_id: int, source: str) -> None:
+    def _record(self, ex: Exchange, ep: Endpoint, exchange_id: int, source: str) -> _Seen:
         req, resp = ex.request, ex.response
         query = redact.query(req.query) if self.redacting else req.query
         body = body_key(req.body, req.content_type)
@@ -146,14 +213,16 @@ class Learner:
             secrets = redact.secret_values(req.headers, req.query)
             req_body, resp_body = redact.scrub(req_body, secrets), redact.scrub(resp_body, secrets)
         stored = Response(resp.status, stored_headers(resp.headers, redacting=self.redacting), resp_body)
-        self.model.add_recorded(key, exchange_id, stored, ep, (req.path, query, hash(body)))
-        if self.store is None:
-            return
-        self.store.insert(INSERT_EXCHANGE, (
-            exchange_id, ex.started, req.scheme, req.authority, req.port, req.method, req.path,
-            json.dumps(query), json.dumps(stored_headers(req.headers, redacting=self.redacting)), req_body,
-            resp.status, json.dumps(stored.headers), resp_body, ex.duration_ms, ep.template, key, source,
-        ))
+        summary = (req.path, query, hash(body))
+        self.model.add_recorded(key, exchange_id, stored, ep, summary)
+        row = (req.scheme, req.authority, req.port, req.method, req.path, json.dumps(query),
+               json.dumps(stored_headers(req.headers, redacting=self.redacting)), req_body,
+               resp.status, json.dumps(stored.headers), resp_body)
+        tail = (ep.template, key, source)
+        if self.store is not None:
+            self.store.insert(INSERT_EXCHANGE, (exchange_id, ex.started, *row, ex.duration_ms, *tail))
+        return _Seen(ep, req.method, req.authority, req.path, req.query, resp.status, resp.content_type,
+                     False, key, stored, summary, row, tail)
 
 
 def _json_or_none(body: bytes, content_type: str):

@@ -11,6 +11,8 @@ Other modules own their own tables: they register a `migrate(db)` function with
 
 from __future__ import annotations
 
+import collections
+import functools
 import logging
 import queue
 import sqlite3
@@ -118,17 +120,19 @@ def _create_v1(db: sqlite_utils.Database) -> None:
 class Store:
     """One SQLite file, its migrations, and the writer thread that owns its writes."""
 
-    def __init__(self, path: str | Path, *, batch_size: int = 500, flush_interval: float = 0.2):
+    def __init__(self, path: str | Path, *, flush_interval: float = 0.2):
         self.path = Path(path)
-        self.batch_size = batch_size
         self.flush_interval = flush_interval
         if self.path.parent and not self.path.parent.exists():
             raise StoreError(f"the folder for the store does not exist: {self.path.parent}")
         self.db = connect(self.path)
         migrate(self.db)
         self._local = threading.local()
-        self._queue: queue.Queue[Write | threading.Event | None] = queue.Queue()
-        self._rows: list[tuple[str, tuple]] = []
+        # Writes wait in one deque, in order: appending is atomic and wakes nobody, so the
+        # proxy's per-exchange row costs a bare append. The queue only tells the writer to
+        # commit now (flush) or to stop; otherwise it writes every `flush_interval`.
+        self._pending: collections.deque[Write | tuple[str, tuple]] = collections.deque()
+        self._queue: queue.Queue[threading.Event | None] = queue.Queue()
         self._failures = 0
         self._thread = threading.Thread(target=self._run, name="mockstore-writer", daemon=True)
         self._thread.start()
@@ -145,14 +149,14 @@ class Store:
     # --- writes ----------------------------------------------------------------------
 
     def submit(self, write: Write) -> None:
-        """Queue a write; it runs on the writer thread, batched with others."""
-        self._queue.put(write)
+        """Queue a write (a callable given the database); it runs on the writer thread, in
+        order with every other write, batched with them in one transaction."""
+        self._pending.append(write)
 
     def insert(self, sql: str, params: tuple) -> None:
-        """Queue one row for a plain SQL statement. The proxy records a row per exchange, so
-        this is a bare list append (no lock, no wake-up): the writer takes the rows every
-        `flush_interval` and sends each statement's rows to SQLite in one executemany."""
-        self._rows.append((sql, params))
+        """Queue one row for a plain SQL statement. The writer sends a run of rows for one
+        statement to SQLite together (see `_insert_rows`)."""
+        self._pending.append((sql, params))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every write queued so far is on disk. True if it got there in time."""
@@ -167,26 +171,19 @@ class Store:
         self.db.conn.close()
 
     def _run(self) -> None:
-        stop = False
-        while not stop:
-            batch = []
-            deadline = time.monotonic() + self.flush_interval
-            while len(batch) < self.batch_size:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            rows, self._rows = self._rows, []  # swapped whole: appends after this go next time
-            writes = rows + [w for w in batch if not isinstance(w, threading.Event)]
+        while True:
+            try:
+                item = self._queue.get(timeout=self.flush_interval)  # a flush, a stop, or time
+            except queue.Empty:
+                item = False
+            pending = self._pending
+            writes = [pending.popleft() for _ in range(len(pending))]  # all queued before now
             if writes:
                 self._write(writes)
-            for w in batch:
-                if isinstance(w, threading.Event):
-                    w.set()
+            if item is None:
+                return
+            if item:
+                item.set()
 
     def _write(self, batch: list[Write]) -> None:
         """Run a batch in one transaction; on failure, retry each write alone, log, go on."""
@@ -214,6 +211,34 @@ class Store:
                     log.error("store write dropped (%d so far): %s", self._failures, e)
 
 
+ROWS_PER_STATEMENT = 32
+
+
+@functools.lru_cache(maxsize=64)
+def _multi_row(sql: str, n: int) -> str | None:
+    """`insert ... values (?, ?)` made to insert n rows at once, or None if it is not that."""
+    head, sep, values = sql.rpartition("values")
+    values = values.strip()
+    if not sep or not (values.startswith("(") and values.endswith(")")) or "(" in values[1:]:
+        return None
+    return f"{head}values {', '.join([values] * n)}"
+
+
+def _insert_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple]) -> None:
+    """As `executemany`, with far fewer statements: each SQLite step releases and takes back
+    the GIL, a hand-off with the proxy's event loop that costs it more than the row does."""
+    n = ROWS_PER_STATEMENT
+    full = len(rows) - len(rows) % n
+    multi = _multi_row(sql, n) if full else None
+    if multi is None:
+        conn.executemany(sql, rows)
+        return
+    for i in range(0, full, n):
+        conn.execute(multi, [v for row in rows[i:i + n] for v in row])
+    if full < len(rows):
+        conn.executemany(sql, rows[full:])
+
+
 def _apply(db: sqlite_utils.Database, batch: list) -> None:
     """Run writes in order: callables as they are, runs of (sql, row) as one executemany."""
     i = 0
@@ -224,7 +249,7 @@ def _apply(db: sqlite_utils.Database, batch: list) -> None:
             while i < len(batch) and isinstance(batch[i], tuple) and batch[i][0] == sql:
                 rows.append(batch[i][1])
                 i += 1
-            db.conn.executemany(sql, rows)
+            _insert_rows(db.conn, sql, rows)
         else:
             item(db)
             i += 1

@@ -128,6 +128,21 @@ def test_writer_waits_out_a_lock(tmp_path):
     store.close()
 
 
+def test_rows_go_in_as_multi_row_statements_and_all_land(tmp_path):
+    """The writer sends runs of rows for one INSERT as statements of 32 rows (fewer GIL
+    hand-offs with the event loop), the rest one by one: every row lands, in order."""
+    store = Store(tmp_path / "s.db")
+    store.submit(lambda db: db.execute("create table t (a integer, b text, c blob)"))
+    rows = [(i, f"r{i}", bytes([i % 256]) * 3) for i in range(70)]  # 2 full statements and 6
+    for row in rows:
+        store.insert("insert into t (a, b, c) values (?, ?, ?)", row)
+    store.insert("insert into t (a, b, c) select 1000, 'x', null", ())  # not a VALUES list
+    assert store.flush()
+    got = store.reader().execute("select a, b, c from t order by rowid").fetchall()
+    assert got == rows + [(1000, "x", None)]
+    store.close()
+
+
 def test_corrupt_or_foreign_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"this is not a database" * 100)
@@ -167,6 +182,57 @@ def learned(tmp_path):
     assert store.flush()
     yield store, model
     store.close()
+
+
+def test_an_identical_exchange_learned_again_teaches_what_the_full_path_does(tmp_path):
+    """`learn_again` (for an exchange identical to one learned before, by fingerprint) must
+    leave the model and the store as `learn` would: same statistics, schemas, recordings and
+    rows, but for nothing. A fold of templates in between sends it back to the full path."""
+    def traffic():
+        out = []
+        for rnd in range(3):
+            for i in range(1, 4):
+                e = ex("GET", f"/users/{i}", body=user(i), query=[("expand", "true")], ms=5.0 + rnd)
+                e.request.headers.append(("authorization", "Bearer s3cret-token"))
+                e.response.body = e.response.body.replace(b"example.com", b"s3cret-token")
+                out.append((("users", i), e))
+            out.append((("cart", 0), ex("POST", "/cart", status=201, body={"ok": True}, req_body={"sku": "a"}, ms=9)))
+            out.append((("page", 0), ex("GET", "/about", body=None, ms=2)))  # no JSON: always the full path
+        for name in ("alpha", "beta", "gamma", "delta", "epsilon", "zeta"):  # literals that fold
+            out.append(((name, 0), ex("GET", f"/docs/{name}", body={"name": name})))
+        out.append((("alpha", 0), ex("GET", "/docs/alpha", body={"name": "alpha"})))
+        return out
+
+    results = {}
+    for fast in (False, True):
+        store = Store(tmp_path / f"{fast}.db")
+        model = Model()
+        learner = Learner(model, store)
+        again = 0
+        for n, (fp, e) in enumerate(traffic()):
+            e.started += n
+            learned = learner.learn_again(hash(fp), e.started, e.duration_ms) if fast else None
+            if learned is None:
+                learned = learner.learn(e, fingerprint=hash(fp) if fast else None)
+            else:
+                again += 1
+            assert learned.endpoint is model.endpoints[learned.endpoint.id]
+        store.submit(model.persist())
+        assert store.flush()
+        rows = [r[1:] for r in store.reader().execute("select * from exchanges order by id")]  # ids are of the clock
+        eps = {
+            k: (e.count, dict(e.statuses), e.stats.query, e.response_samples(200), e.response_samples(201),
+                e.request_samples(), e.response_schema(200), e.stats.percentile(50))
+            for k, e in model.endpoints.items()
+        }
+        results[fast] = (rows, eps, {k: len(model.recorded.get(k)) for k in model.recorded}, again)
+        store.close()
+    (rows, eps, recorded, again), (rows2, eps2, recorded2, again2) = results[False], results[True]
+    assert again == 0 and again2 == 8  # users x3 and the cart, twice each
+    assert rows2 == rows and len(rows) == 22
+    assert all("s3cret" not in r[7] + r[10] and b"s3cret" not in r[11] for r in rows)
+    assert eps2 == eps
+    assert recorded2 == recorded
 
 
 def test_model_survives_a_restart(learned):
