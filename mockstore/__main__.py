@@ -1,5 +1,5 @@
 """`python -m mockstore`: the same program as `mockstore`."""
 
-from .cli import main
+from .cli import cli
 
-main()
+cli(prog_name="mockstore")

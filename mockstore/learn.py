@@ -84,7 +84,7 @@ def stored_headers(headers, *, redacting: bool) -> list[tuple[str, str]]:
 
 class Learner:
     KNOWN_BODIES = 256  # per endpoint and status: identical bodies already learned
-    SEEN = 4096  # whole exchanges kept for `learn_again`
+    SEEN = 1024  # whole exchanges kept for `learn_again` (cleared when full)
 
     def __init__(self, model: Model, store: Store | None, *, redacting: bool = True, drift=None):
         self.model = model

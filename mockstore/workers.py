@@ -89,7 +89,7 @@ def run(settings: dict, workers: int, *, out=None) -> int:
             for k in group:
                 child = {**settings, "mock_worker": k}
                 procs.append(subprocess.Popen(
-                    [sys.executable, *(["-O"] if sys.flags.optimize else []), "-m", "mockstore.workers", json.dumps(child), str(write_fd)],
+                    [sys.executable, "-m", "mockstore.workers", json.dumps(child), str(write_fd)],
                     pass_fds=(write_fd,),
                 ))
             code = _wait_ready(read_fd, procs, ready, lambda: stopping)

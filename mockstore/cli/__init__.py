@@ -8,7 +8,6 @@ Command groups that belong to one part of the library live in their own module h
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -199,27 +198,3 @@ from . import chaos, drift, files, vb  # noqa: E402  (they need `cli` above)
 
 for _module in (files, drift, chaos, vb):
     _module.register(cli)
-
-
-def optimized_argv(args: list[str]) -> list[str] | None:
-    """The command line to run `mockstore serve` under `python -O`, or None if it already does
-    (or is not `serve`, or MOCKSTORE_NO_OPTIMIZE is set).
-
-    mitmproxy type-checks every field of every request and response it builds (its
-    `MessageData.__post_init__`) and every event a layer receives, under `if __debug__`: its
-    own development checks, about a quarter of a proxied request's CPU. `python -O` drops
-    them (and asserts; mockstore keeps none in its code). Measured with scripts/bench: the lean
-    master with a trivial addon goes from ~2,300 to ~2,900 req/s.
-    """
-    if args[:1] != ["serve"] or sys.flags.optimize or os.environ.get("MOCKSTORE_NO_OPTIMIZE"):
-        return None
-    return [sys.executable, "-O", "-m", "mockstore", *args]
-
-
-def main() -> None:
-    """The `mockstore` program; `serve` re-executes itself under `python -O`."""
-    argv = optimized_argv(sys.argv[1:])
-    if argv:
-        os.execv(sys.executable, argv)
-    cli(prog_name="mockstore")
-
