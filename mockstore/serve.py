@@ -9,11 +9,12 @@ everything mockstore does (the end-to-end tests run through both).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 from collections.abc import Iterable
 
-from mitmproxy import http, master, options
+from mitmproxy import addonmanager, exceptions, http, master, options
 from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
 
 from .addon import MockStore
@@ -21,6 +22,57 @@ from .addon import MockStore
 # In mock mode with no real API there is nothing to forward to, yet mitmproxy needs a mode
 # that accepts plain HTTP requests: a reverse proxy to a port nothing listens on.
 NOWHERE = "reverse:http://127.0.0.1:9"
+
+
+class HandlerIndex(addonmanager.AddonManager):
+    """mitmproxy's AddonManager, offering an event only to the addons that handle it.
+
+    mitmproxy's own walks the whole chain for every event (a generator, a context manager and
+    a coroutine per addon, whether it has a handler or not), and each flow event comes twice
+    (the event, then `update`): ~50 addon visits a request, a quarter of the lean master's
+    CPU. This one keeps, per event name, the handlers of the chain, in chain order, found
+    again whenever an addon is added or removed. Errors are logged per handler, as mitmproxy's
+    `safecall` does per addon; AddonHalt stops the event, as it does there.
+    """
+
+    _handlers: dict
+
+    @classmethod
+    def adopt(cls, manager: addonmanager.AddonManager) -> None:
+        manager.__class__ = cls  # the master made it; it is already wired to the options
+        manager._handlers = {}
+
+    def add(self, *addons):
+        try:
+            return super().add(*addons)
+        finally:
+            self._handlers = {}
+
+    def remove(self, addon):
+        try:
+            return super().remove(addon)
+        finally:
+            self._handlers = {}
+
+    def clear(self):
+        try:
+            return super().clear()
+        finally:
+            self._handlers = {}
+
+    async def trigger_event(self, event) -> None:
+        handlers = self._handlers.get(event.name)
+        if handlers is None:
+            handlers = [func for a in self.chain for _, func in self._iter_hooks(a, event)]
+            self._handlers[event.name] = handlers
+        for func in handlers:
+            try:
+                with addonmanager.safecall():
+                    res = func(*event.args())
+                    if res is not None and inspect.isawaitable(res):
+                        await res
+            except exceptions.AddonHalt:
+                return
 
 
 def skip_type_checks() -> None:
@@ -54,6 +106,7 @@ async def _run(settings: dict, extra_addons: Iterable, with_mockstore: bool) -> 
     for noisy in ("tornado", "asyncio", "hpack", "quic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     m = master.Master(options.Options(), with_termlog=True)
+    HandlerIndex.adopt(m.addons)
     m.addons.add(*lean_addons(), *([MockStore()] if with_mockstore else []), *extra_addons)
     apply_settings(m.options, settings)
     loop = asyncio.get_running_loop()
