@@ -80,7 +80,7 @@ class Responder:
         key = self.key(req) if key is None else key
         exchange_id = self.model.next_recorded(key)
         if exchange_id is not None:
-            resp = self.model.cached(exchange_id) or self._load(exchange_id)
+            resp = self.model.cached(exchange_id) or self._load(exchange_id, key)
             if resp is not None and not (avoid_errors and resp.status >= 500):
                 return self._recorded(req, resp)
         ep, params = self.model.find_endpoint(req.method, req.authority, req.path)
@@ -106,17 +106,31 @@ class Responder:
         ep, _ = self.model.find_endpoint(req.method, req.authority, req.path)
         return Answer(_replayable(resp), RECORDED, self._delay(req, ep), ep.id if ep else None)
 
-    def _load(self, exchange_id: int) -> Response | None:
+    LOAD_AHEAD = 32  # recordings of a sequence loaded together
+
+    def _load(self, exchange_id: int, key: int | None = None) -> Response | None:
+        """The recorded response, from the store. A request recorded many times replays its
+        recordings in order: the next ones of its sequence come along, so that the requests
+        after this one find theirs in memory (on the event loop) instead of here, one by one."""
         if self.store is None:
             return None
-        row = self.store.reader().execute(
-            "select status, resp_headers, resp_body from exchanges where id = ?", [exchange_id]
-        ).fetchone()
-        if row is None:
-            return None
-        resp = response_from_row(*row)
-        self.model.remember(exchange_id, resp)
-        return resp
+        ids = [exchange_id]
+        if key is not None:
+            sequence = self.model.recorded.get(key) or []
+            if exchange_id in sequence:
+                at = sequence.index(exchange_id)
+                ids = sequence[at:at + self.LOAD_AHEAD]
+        marks = ", ".join("?" * len(ids))
+        rows = self.store.reader().execute(
+            f"select id, status, resp_headers, resp_body from exchanges where id in ({marks})", ids
+        ).fetchall()
+        found = None
+        for id_, *row in rows:
+            resp = response_from_row(*row)
+            self.model.remember(id_, resp)
+            if id_ == exchange_id:
+                found = resp
+        return found
 
     def _closest(self, req: Request, ep: Endpoint, params: dict[str, str], *, same_path: bool) -> Answer | None:
         """The best recording of this endpoint for a request that matches none exactly: the

@@ -38,9 +38,17 @@ class HandlerIndex(addonmanager.AddonManager):
     _handlers: dict
 
     @classmethod
-    def adopt(cls, manager: addonmanager.AddonManager) -> None:
-        manager.__class__ = cls  # the master made it; it is already wired to the options
+    def adopt(cls, manager: addonmanager.AddonManager) -> bool:
+        """Make the master's manager (already wired to the options) one of these; False, and
+        mitmproxy's own left as it is, if this mitmproxy's manager is not the one known."""
+        known = all(hasattr(addonmanager, n) for n in ("safecall", "traverse")) and all(
+            callable(getattr(addonmanager.AddonManager, n, None)) for n in ("_iter_hooks", "trigger_event", "add", "remove", "clear")
+        )
+        if not known or type(manager) is not addonmanager.AddonManager:
+            return False
+        manager.__class__ = cls
         manager._handlers = {}
+        return True
 
     def add(self, *addons):
         try:

@@ -277,6 +277,33 @@ def test_answer_chain(learned):
     assert r.answer(Request("GET", "api.test", "/users/99"), exact_only=True).source == "not-found"
 
 
+def test_a_long_sequence_replays_in_order_from_memory_after_each_load(tmp_path):
+    """A request recorded 70 times replays its recordings in order. Loading one from the
+    store brings the next ones of the sequence along (32 at a time), so the requests after it
+    are answered from memory, on the event loop's fast path, not from the store one by one."""
+    store = Store(tmp_path / "seq.db")
+    learner = Learner(Model(), store)
+    for n in range(70):
+        learner.learn(ex("GET", "/poll", body={"n": n}))
+    store.submit(learner.model.persist())
+    assert store.flush()
+    fresh = Model.load(store.reader())  # nothing in memory
+    r = Responder(fresh, store, latency=False)
+    req = Request("GET", "api.test", "/poll")
+    key = r.key(req)
+    assert r.exact_cached(req, key) is None  # nothing loaded yet: ask the store
+    served = []
+    for _ in range(75):
+        a = r.exact_cached(req, key)
+        if a is None:
+            served.append(("store", r.answer(req, key).response.json()["n"]))
+        else:
+            served.append(("memory", a.response.json()["n"]))
+    assert [n for _, n in served] == list(range(70)) + [69] * 5
+    assert [i for i, (where, _) in enumerate(served) if where == "store"] == [0, 32, 64]
+    store.close()
+
+
 def test_simulated_latency_follows_what_was_learned(learned):
     store, model = learned
     r = Responder(model, store, seed=1, latency=True)
