@@ -240,7 +240,7 @@ def _insert_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple]) -> None:
 
 
 def _apply(db: sqlite_utils.Database, batch: list) -> None:
-    """Run writes in order: callables as they are, runs of (sql, row) as one executemany."""
+    """Run writes in order: callables as they are, runs of (sql, row) together (`_insert_rows`)."""
     i = 0
     while i < len(batch):
         item = batch[i]
