@@ -106,8 +106,7 @@ class Learner:
             return None
         ep = self.model.learn_endpoint(seen.method, seen.authority, seen.path)
         resp_model = ep.responses.get(seen.status)
-        template = seen.tail[0]
-        if ep is not seen.ep or ep.template != template or resp_model is None or (seen.req_counted and ep.request is None):
+        if ep is not seen.ep or ep.template != seen.tail[0] or resp_model is None or (seen.req_counted and ep.request is None):
             del self._seen[fingerprint]
             return None
         ep.first_seen = ep.first_seen or started
@@ -169,13 +168,12 @@ class Learner:
 
         exchange_id = self.model.ids.next()
         if record_body:
-            seen = self._record(ex, ep, exchange_id, source)
+            seen = self._record(ex, ep, exchange_id, source, req_counted)
             # Only an exchange whose response body the schema counted: one that is not JSON
             # goes through the drift check's envelope every time (status, content type).
             if fingerprint is not None and resp_counted and not alerts:
                 if len(self._seen) >= self.SEEN:
                     self._seen.clear()
-                seen.req_counted = req_counted
                 self._seen[fingerprint] = seen
         return Learned(ep, exchange_id, alerts)
 
@@ -203,7 +201,7 @@ class Learner:
             bodies_seen.clear()
         bodies_seen.add(key[-1])
 
-    def _record(self, ex: Exchange, ep: Endpoint, exchange_id: int, source: str) -> _Seen:
+    def _record(self, ex: Exchange, ep: Endpoint, exchange_id: int, source: str, req_counted: bool) -> _Seen:
         req, resp = ex.request, ex.response
         query = redact.query(req.query) if self.redacting else req.query
         body = body_key(req.body, req.content_type)
@@ -222,7 +220,7 @@ class Learner:
         if self.store is not None:
             self.store.insert(INSERT_EXCHANGE, (exchange_id, ex.started, *row, ex.duration_ms, *tail))
         return _Seen(ep, req.method, req.authority, req.path, req.query, resp.status, resp.content_type,
-                     False, key, stored, summary, row, tail)
+                     req_counted, key, stored, summary, row, tail)
 
 
 def _json_or_none(body: bytes, content_type: str):
