@@ -211,7 +211,7 @@ class MockStore:
     async def request(self, f: http.HTTPFlow) -> None:
         if f.response is not None or self.responder is None:
             return
-        override = f.request.headers.pop(MOCK_HEADER, None)
+        override = flows.take_header(f.request, MOCK_HEADER)
         mode = self._mode
         if override is not None:
             wanted = override.strip().lower() in ("1", "true", "yes", "on")
@@ -219,7 +219,8 @@ class MockStore:
                 mode = "mock"
             elif not wanted:
                 mode = "learn"
-        if self.chaos is not None and self._chaos_on:
+        chaos = self.chaos
+        if chaos is not None and self._chaos_on and (chaos.rules.rules or chaos.rules.path is not None):
             await self._chaos(f)
             if f.response is not None or not f.live or f.error:
                 return

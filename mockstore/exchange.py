@@ -26,6 +26,12 @@ def authority(scheme: str, host: str, port: int) -> str:
     return host if port == DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
 
 
+def from_wire(fields) -> Headers:
+    """Headers as they come on the wire, (bytes, bytes) pairs, as text (undecodable bytes
+    kept as surrogates, so they go back out as they came)."""
+    return [(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")) for k, v in fields]
+
+
 def header(headers: Headers, name: str, default: str | None = None) -> str | None:
     """First value of a header, case-insensitively."""
     name = name.lower()

@@ -11,9 +11,10 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import bodies, redact
-from .exchange import Exchange, Response, is_json_type
+from .exchange import Exchange, Response, from_wire, is_json_type
 from .model import Endpoint, Model, match_key
 from .schemas import SchemaModel, scalar_type
 from .store import Store
@@ -36,16 +37,37 @@ class Learned:
     alerts: list  # drift alerts raised by this exchange
 
 
+class Fingerprint(NamedTuple):
+    """An exchange as `learn_again` knows it again, made by the caller (`flows.fingerprint`)."""
+
+    key: int  # a hash of all of it but its timing and its volatile headers (VOLATILE_HEADERS)
+    request_headers: tuple  # both header lists as they came on the wire: (bytes, bytes) pairs
+    response_headers: tuple
+
+
+# Headers whose values change from one answer to the next of an API that otherwise answers
+# the same: the clock, request and trace ids, timings. A fingerprint leaves them out, so such
+# an exchange is still learned again cheaply; its recording keeps them as they came.
+VOLATILE_HEADERS = frozenset({
+    b"date", b"expires", b"age", b"request-id", b"x-request-id", b"x-correlation-id",
+    b"x-amzn-requestid", b"x-amzn-trace-id", b"x-amz-request-id", b"x-amz-id-2", b"x-amz-cf-id",
+    b"cf-ray", b"x-runtime", b"x-response-time", b"server-timing", b"x-served-by", b"x-timer",
+    b"x-github-request-id", b"x-cloud-trace-context", b"traceparent", b"tracestate",
+    b"sentry-trace", b"baggage", b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid",
+    b"x-b3-sampled", b"b3", b"uber-trace-id",
+})
+
+
 @dataclass(slots=True)
 class _Seen:
     """What learning one exchange produced, kept so that an identical one (same request and
-    response but for their timing) is counted and recorded without being converted, parsed,
-    redacted and encoded again."""
+    response but for their timing and volatile headers) is counted and recorded without being
+    converted, parsed, redacted and encoded again."""
 
     ep: Endpoint
-    method: str
+    nodes: tuple  # its path through the templates (`PathTemplates.last_nodes`)
+    generation: int  # ... valid while no fold has happened (`PathTemplates.generation`)
     authority: str
-    path: str
     query: list
     status: int
     resp_type: str
@@ -55,6 +77,8 @@ class _Seen:
     summary: tuple
     row: tuple  # the INSERT's columns after `ts` and before `duration_ms`
     tail: tuple  # ... and after it
+    request_headers: tuple  # on the wire, volatile ones included: what `row` holds
+    response_headers: tuple
 
 
 def body_key(body: bytes, content_type: str) -> str:
@@ -96,19 +120,22 @@ class Learner:
         self._known: dict[tuple, set[int]] = {}
         self._seen: dict[int, _Seen] = {}
 
-    def learn_again(self, fingerprint: int, started: float, duration_ms: float) -> Learned | None:
-        """Learn an exchange identical to one learned before with this `fingerprint` (a hash of
-        all of it but its timing, from the caller): the same endpoint, schemas and recording,
-        new statistics and a new recorded row. None if there is no such exchange, or if what
-        it was learned into has changed since (a template folded): then call `learn`."""
-        seen = self._seen.get(fingerprint)
+    def learn_again(self, fingerprint: Fingerprint, started: float, duration_ms: float) -> Learned | None:
+        """Learn an exchange identical to one learned before with this `fingerprint`, but for
+        its timing and volatile headers: the same endpoint, schemas and recording, new
+        statistics and a new recorded row. None if there is no such exchange, or if what it was
+        learned into has changed since (a template folded): then call `learn`."""
+        seen = self._seen.get(fingerprint.key)
         if seen is None:
             return None
-        ep = self.model.learn_endpoint(seen.method, seen.authority, seen.path)
+        model, ep = self.model, seen.ep
         resp_model = ep.responses.get(seen.status)
-        if ep is not seen.ep or ep.template != seen.tail[0] or resp_model is None or (seen.req_counted and ep.request is None):
-            del self._seen[fingerprint]
+        if seen.generation != model.templates.generation or resp_model is None or (seen.req_counted and ep.request is None):
+            del self._seen[fingerprint.key]
             return None
+        model.learn_endpoint_again(seen.authority, seen.nodes)
+        if fingerprint.request_headers != seen.request_headers or fingerprint.response_headers != seen.response_headers:
+            self._volatile_changed(seen, fingerprint)
         ep.first_seen = ep.first_seen or started
         ep.last_seen = max(ep.last_seen, started)
         ep.stats.add(seen.status, duration_ms, seen.resp_type)
@@ -118,20 +145,34 @@ class Learner:
         if seen.req_counted:
             ep.request.samples += 1
         resp_model.samples += 1
-        exchange_id = self.model.ids.next()
-        self.model.add_recorded(seen.key, exchange_id, seen.stored, ep, seen.summary)
+        exchange_id = model.ids.next()
+        model.add_recorded(seen.key, exchange_id, seen.stored, ep, seen.summary)
         if self.store is not None:
             self.store.insert(INSERT_EXCHANGE, (exchange_id, started, *seen.row, duration_ms, *seen.tail))
         return Learned(ep, exchange_id, [])
 
+    def _volatile_changed(self, seen: _Seen, fingerprint: Fingerprint) -> None:
+        """Only volatile headers differ from the exchange `seen` was made of (the fingerprint
+        covers the rest): record these ones from now on."""
+        row = list(seen.row)
+        if fingerprint.request_headers != seen.request_headers:
+            row[6] = json.dumps(stored_headers(from_wire(fingerprint.request_headers), redacting=self.redacting))
+        if fingerprint.response_headers != seen.response_headers:
+            headers = stored_headers(from_wire(fingerprint.response_headers), redacting=self.redacting)
+            seen.stored = Response(seen.status, headers, seen.stored.body)
+            row[9] = json.dumps(headers)
+        seen.row = tuple(row)
+        seen.request_headers, seen.response_headers = fingerprint.request_headers, fingerprint.response_headers
+
     def learn(self, ex: Exchange, *, record_body: bool = True, source: str = "proxy",
-              fingerprint: int | None = None) -> Learned:
+              fingerprint: Fingerprint | None = None) -> Learned:
         """Learn from a real exchange. `record_body=False` when the body was over the size cap:
         statistics are learned, the body is neither stored nor learned from. With a
         `fingerprint`, an identical exchange later can be learned with `learn_again`."""
         req, resp = ex.request, ex.response
         req_type, resp_type = req.content_type, resp.content_type
         ep = self.model.learn_endpoint(req.method, req.authority, req.path)
+        nodes, generation = self.model.templates.last_nodes, self.model.templates.generation
         req_key = ("request", ep.id, req_type, hash(req.body))
         resp_key = (ep.id, resp.status, resp_type, hash(resp.body))
         req_known, resp_known = self._is_known(req_key), self._is_known(resp_key)
@@ -168,13 +209,16 @@ class Learner:
 
         exchange_id = self.model.ids.next()
         if record_body:
-            seen = self._record(ex, ep, exchange_id, source, req_counted)
+            row, tail, stored, key, summary = self._record(ex, ep, exchange_id, source)
             # Only an exchange whose response body the schema counted: one that is not JSON
             # goes through the drift check's envelope every time (status, content type).
             if fingerprint is not None and resp_counted and not alerts:
                 if len(self._seen) >= self.SEEN:
                     self._seen.clear()
-                self._seen[fingerprint] = seen
+                self._seen[fingerprint.key] = _Seen(
+                    ep, nodes, generation, req.authority, req.query, resp.status, resp_type, req_counted, key,
+                    stored, summary, row, tail, fingerprint.request_headers, fingerprint.response_headers,
+                )
         return Learned(ep, exchange_id, alerts)
 
     @staticmethod
@@ -201,7 +245,9 @@ class Learner:
             bodies_seen.clear()
         bodies_seen.add(key[-1])
 
-    def _record(self, ex: Exchange, ep: Endpoint, exchange_id: int, source: str, req_counted: bool) -> _Seen:
+    def _record(self, ex: Exchange, ep: Endpoint, exchange_id: int, source: str) -> tuple:
+        """Record an exchange; what `_Seen` keeps of it: (row, tail, stored response, match
+        key, summary)."""
         req, resp = ex.request, ex.response
         query = redact.query(req.query) if self.redacting else req.query
         body = body_key(req.body, req.content_type)
@@ -219,8 +265,7 @@ class Learner:
         tail = (ep.template, key, source)
         if self.store is not None:
             self.store.insert(INSERT_EXCHANGE, (exchange_id, ex.started, *row, ex.duration_ms, *tail))
-        return _Seen(ep, req.method, req.authority, req.path, req.query, resp.status, resp.content_type,
-                     req_counted, key, stored, summary, row, tail)
+        return row, tail, stored, key, summary
 
 
 def _json_or_none(body: bytes, content_type: str):

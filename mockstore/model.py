@@ -248,6 +248,12 @@ class Model:
             ep = self.endpoints[ep_id] = Endpoint(ep_id, authority, method, template)
         return ep
 
+    def learn_endpoint_again(self, authority: str, nodes: tuple) -> None:
+        """Observe again a path `learn_endpoint` went through `nodes` for (see
+        `PathTemplates.again`): its endpoint is the one that call gave."""
+        self.templates.again(nodes)
+        self._templates_dirty.add(authority)
+
     def _fold(self, authority: str, old: str, new: str) -> None:
         self._retemplated.append((authority, old, new))
         for m in {e.method for e in self.endpoints.values()}:

@@ -201,6 +201,11 @@ class PathTemplates:
         self._roots: dict[str, _Node] = {}
         # Every (old template, new template) pair the last `learn` folded away.
         self.last_folds: list[tuple[str, str]] = []
+        # The nodes the last `learn` went through, root first: `again` counts an observation
+        # of the same path along them, as long as no fold has moved any node since
+        # (`generation` is the number of folds so far).
+        self.last_nodes: tuple[_Node, ...] = ()
+        self.generation = 0
         if not state:
             return
         try:
@@ -241,6 +246,7 @@ class PathTemplates:
         if node is None:
             node = self._roots[host] = _Node()
         node.hits += 1
+        nodes = [node]
         merged: list[str] = []
         prefix_only = True  # only root-like literals so far
         parent_literal: str | None = None
@@ -260,10 +266,21 @@ class PathTemplates:
                 prefix_only = False
             child.hits += 1
             node = child
+            nodes.append(node)
         node.ends += 1
+        self.last_nodes = tuple(nodes)
         if self.last_folds:
             merged = [old for old, new in self.last_folds if new == node.template]
         return node.template, merged
+
+    @staticmethod
+    def again(nodes: tuple[_Node, ...]) -> str:
+        """Observe again the path whose `learn` went through `nodes` (its `last_nodes`), if
+        `generation` has not changed since; the template, as `learn` gives it."""
+        for node in nodes:
+            node.hits += 1
+        node.ends += 1
+        return node.template
 
     def _param(self, node: _Node, kind: str, parent_literal: str | None) -> _Node:
         if node.param is None:
@@ -282,6 +299,7 @@ class PathTemplates:
 
     def _fold(self, node: _Node, segments: list[str], parent_literal: str | None) -> _Node:
         """Turn the position into a parameter, moving the rare literals' subtrees into it."""
+        self.generation += 1
         param = self._param(node, "slug", parent_literal)
         param.promoted = True
         moved: list[tuple[str, tuple]] = []

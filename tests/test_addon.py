@@ -82,6 +82,38 @@ def test_hooks_mark_and_comment_what_mockstore_answered(db):
     run(main())
 
 
+def test_volatile_headers_take_the_cheap_path_and_are_recorded_as_they_came(db):
+    """An exchange that differs from one learned before only in its volatile headers (the
+    date, a request id) is learned again without the full path, and recorded with its own."""
+    async def main():
+        tctx, addon = await context(db)
+        full = []
+        learn = addon.learner.learn
+        addon.learner.learn = lambda *a, **k: full.append(1) or learn(*a, **k)
+        for n in range(4):
+            f = user_flow(5)
+            f.request.headers["X-Request-Id"] = f"req-{n}"
+            f.response.headers["Date"] = f"Mon, 23 Nov 2026 10:00:0{n} GMT"
+            if n == 3:
+                f.response.headers["ETag"] = '"v2"'  # not volatile: a different exchange
+            await tctx.cycle(addon, f)
+        assert len(full) == 2
+        addon.flush()
+        rows = addon.store.reader().execute("select req_headers, resp_headers from exchanges order by id").fetchall()
+        assert [(dict(json.loads(q))["X-Request-Id"], dict(json.loads(r))["Date"][-12:-4]) for q, r in rows] == [
+            (f"req-{n}", f"10:00:0{n}") for n in range(4)
+        ]
+        f = tflow.tflow()
+        f.request.host, f.request.port, f.request.path = "api.test", 80, "/users/5"
+        f.request.headers["x-mock-enabled"] = "1"  # any case
+        await addon.request(f)
+        assert f.response.headers["X-Mockstore-Source"] == "recorded" and "x-mock-enabled" not in f.request.headers
+        assert f.response.headers["Date"] == "Mon, 23 Nov 2026 10:00:00 GMT"  # the first recording
+        addon.done()
+
+    run(main())
+
+
 def test_sequences_rewind(db):
     async def main():
         tctx, addon = await context(db)

@@ -17,7 +17,7 @@ import zstandard
 from mockstore import bodies, redact
 from mockstore.answer import Responder
 from mockstore.exchange import Exchange, Request, Response
-from mockstore.learn import Learner
+from mockstore.learn import VOLATILE_HEADERS, Fingerprint, Learner
 from mockstore.model import Model
 from mockstore.stats import EndpointStats
 from mockstore.store import Store, StoreError
@@ -187,13 +187,16 @@ def learned(tmp_path):
 def test_an_identical_exchange_learned_again_teaches_what_the_full_path_does(tmp_path):
     """`learn_again` (for an exchange identical to one learned before, by fingerprint) must
     leave the model and the store as `learn` would: same statistics, schemas, recordings and
-    rows, but for nothing. A fold of templates in between sends it back to the full path."""
+    rows, but for nothing. Volatile headers (the date, a request id) differ between exchanges
+    of one fingerprint and are recorded as they came. A fold of templates in between sends it
+    back to the full path."""
     def traffic():
         out = []
         for rnd in range(3):
             for i in range(1, 4):
                 e = ex("GET", f"/users/{i}", body=user(i), query=[("expand", "true")], ms=5.0 + rnd)
-                e.request.headers.append(("authorization", "Bearer s3cret-token"))
+                e.request.headers += [("authorization", "Bearer s3cret-token"), ("X-Request-Id", f"r{rnd}-{i}")]
+                e.response.headers.append(("Date", f"Thu, 23 Nov 2026 10:00:0{rnd // 2} GMT"))
                 e.response.body = e.response.body.replace(b"example.com", b"s3cret-token")
                 out.append((("users", i), e))
             out.append((("cart", 0), ex("POST", "/cart", status=201, body={"ok": True}, req_body={"sku": "a"}, ms=9)))
@@ -211,9 +214,10 @@ def test_an_identical_exchange_learned_again_teaches_what_the_full_path_does(tmp
         again = 0
         for n, (fp, e) in enumerate(traffic()):
             e.started += n
-            learned = learner.learn_again(hash(fp), e.started, e.duration_ms) if fast else None
+            fingerprint = Fingerprint(hash(fp), _wire(e.request.headers), _wire(e.response.headers))
+            learned = learner.learn_again(fingerprint, e.started, e.duration_ms) if fast else None
             if learned is None:
-                learned = learner.learn(e, fingerprint=hash(fp) if fast else None)
+                learned = learner.learn(e, fingerprint=fingerprint if fast else None)
             else:
                 again += 1
             assert learned.endpoint is model.endpoints[learned.endpoint.id]
@@ -231,8 +235,19 @@ def test_an_identical_exchange_learned_again_teaches_what_the_full_path_does(tmp
     assert again == 0 and again2 == 8  # users x3 and the cart, twice each
     assert rows2 == rows and len(rows) == 22
     assert all("s3cret" not in r[7] + r[10] and b"s3cret" not in r[11] for r in rows)
+    assert {r[7].count("r2-1") + r[10].count("10:00:01") for r in rows if r[5] == "/users/1"} == {0, 2}
     assert eps2 == eps
     assert recorded2 == recorded
+
+
+def _wire(headers):
+    return tuple((k.encode(), v.encode()) for k, v in headers)
+
+
+def test_volatile_headers_are_never_secrets():
+    """A fingerprint leaves volatile headers out: had one carried a secret, two exchanges with
+    different secrets would share what `learn_again` redacted from the first."""
+    assert not [h for h in VOLATILE_HEADERS if redact.is_secret_header(h.decode())]
 
 
 def test_model_survives_a_restart(learned):
