@@ -81,7 +81,7 @@ def fingerprint(flow: http.HTTPFlow, limit: int) -> Fingerprint | None:
         return None
     qh, sh = q.headers.fields, s.headers.fields
     key = hash((q.method, q.scheme, q.host, q.port, q.path, _lasting(qh), q.content, s.status_code, _lasting(sh), s.content))
-    return Fingerprint(key, qh, sh)
+    return Fingerprint(key, hash((qh, sh)), qh, sh)
 
 
 def _lasting(fields: tuple) -> tuple:

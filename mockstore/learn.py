@@ -41,6 +41,7 @@ class Fingerprint(NamedTuple):
     """An exchange as `learn_again` knows it again, made by the caller (`flows.fingerprint`)."""
 
     key: int  # a hash of all of it but its timing and its volatile headers (VOLATILE_HEADERS)
+    headers: int  # a hash of both header lists, volatile ones included
     request_headers: tuple  # both header lists as they came on the wire: (bytes, bytes) pairs
     response_headers: tuple
 
@@ -77,8 +78,7 @@ class _Seen:
     summary: tuple
     row: tuple  # the INSERT's columns after `ts` and before `duration_ms`
     tail: tuple  # ... and after it
-    request_headers: tuple  # on the wire, volatile ones included: what `row` holds
-    response_headers: tuple
+    headers: int  # `Fingerprint.headers` of the headers `row` and `stored` hold
 
 
 def body_key(body: bytes, content_type: str) -> str:
@@ -134,7 +134,7 @@ class Learner:
             del self._seen[fingerprint.key]
             return None
         model.learn_endpoint_again(seen.authority, seen.nodes)
-        if fingerprint.request_headers != seen.request_headers or fingerprint.response_headers != seen.response_headers:
+        if fingerprint.headers != seen.headers:  # only volatile ones can differ: the key has the rest
             self._volatile_changed(seen, fingerprint)
         ep.first_seen = ep.first_seen or started
         ep.last_seen = max(ep.last_seen, started)
@@ -152,17 +152,15 @@ class Learner:
         return Learned(ep, exchange_id, [])
 
     def _volatile_changed(self, seen: _Seen, fingerprint: Fingerprint) -> None:
-        """Only volatile headers differ from the exchange `seen` was made of (the fingerprint
-        covers the rest): record these ones from now on."""
+        """Volatile headers differ from the exchange `seen` was made of: record the new ones
+        from now on (once a second for a Date header, on every exchange for a request id)."""
         row = list(seen.row)
-        if fingerprint.request_headers != seen.request_headers:
-            row[6] = json.dumps(stored_headers(from_wire(fingerprint.request_headers), redacting=self.redacting))
-        if fingerprint.response_headers != seen.response_headers:
-            headers = stored_headers(from_wire(fingerprint.response_headers), redacting=self.redacting)
+        row[6] = json.dumps(stored_headers(from_wire(fingerprint.request_headers), redacting=self.redacting))
+        headers = stored_headers(from_wire(fingerprint.response_headers), redacting=self.redacting)
+        if headers != seen.stored.headers:
             seen.stored = Response(seen.status, headers, seen.stored.body)
             row[9] = json.dumps(headers)
-        seen.row = tuple(row)
-        seen.request_headers, seen.response_headers = fingerprint.request_headers, fingerprint.response_headers
+        seen.row, seen.headers = tuple(row), fingerprint.headers
 
     def learn(self, ex: Exchange, *, record_body: bool = True, source: str = "proxy",
               fingerprint: Fingerprint | None = None) -> Learned:
@@ -217,7 +215,7 @@ class Learner:
                     self._seen.clear()
                 self._seen[fingerprint.key] = _Seen(
                     ep, nodes, generation, req.authority, req.query, resp.status, resp_type, req_counted, key,
-                    stored, summary, row, tail, fingerprint.request_headers, fingerprint.response_headers,
+                    stored, summary, row, tail, fingerprint.headers,
                 )
         return Learned(ep, exchange_id, alerts)
 

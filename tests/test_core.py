@@ -214,7 +214,8 @@ def test_an_identical_exchange_learned_again_teaches_what_the_full_path_does(tmp
         again = 0
         for n, (fp, e) in enumerate(traffic()):
             e.started += n
-            fingerprint = Fingerprint(hash(fp), _wire(e.request.headers), _wire(e.response.headers))
+            wire = _wire(e.request.headers), _wire(e.response.headers)
+            fingerprint = Fingerprint(hash(fp), hash(wire), *wire)
             learned = learner.learn_again(fingerprint, e.started, e.duration_ms) if fast else None
             if learned is None:
                 learned = learner.learn(e, fingerprint=fingerprint if fast else None)
