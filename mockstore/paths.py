@@ -274,13 +274,12 @@ class PathTemplates:
         return node.template, merged
 
     @staticmethod
-    def again(nodes: tuple[_Node, ...]) -> str:
-        """Observe again the path whose `learn` went through `nodes` (its `last_nodes`), if
-        `generation` has not changed since; the template, as `learn` gives it."""
+    def again(nodes: tuple[_Node, ...]) -> None:
+        """Observe again the path whose `learn` went through `nodes` (its `last_nodes`), as
+        that `learn` did; valid while `generation` has not changed since."""
         for node in nodes:
             node.hits += 1
-        node.ends += 1
-        return node.template
+        nodes[-1].ends += 1
 
     def _param(self, node: _Node, kind: str, parent_literal: str | None) -> _Node:
         if node.param is None:

@@ -167,3 +167,16 @@ def test_two_folds_in_one_learn_compose():
     assert set(f"/repos/{o}/{r}" for o, r in pairs[:-1]) <= set(merged)
     assert all(new == template for _, new in t.last_folds)
     assert t.templates("h") == [template]
+
+
+def test_again_counts_as_learning_the_same_path_until_a_fold():
+    learned, again = PathTemplates(), PathTemplates()
+    for t in (learned, again):
+        t.learn("api.test", "/users/7/orders")
+    nodes, generation = again.last_nodes, again.generation
+    learned.learn("api.test", "/users/7/orders")
+    again.again(nodes)
+    assert again.to_state() == learned.to_state() and len(nodes) == 4  # root, users, {id}, orders
+    for name in ("a", "b", "c", "d", "e", "f"):  # rare literals under /docs: they fold
+        again.learn("api.test", f"/docs/{name}")
+    assert again.generation > generation
