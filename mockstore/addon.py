@@ -219,8 +219,7 @@ class MockStore:
                 mode = "mock"
             elif not wanted:
                 mode = "learn"
-        chaos = self.chaos
-        if chaos is not None and self._chaos_on and (chaos.rules.rules or chaos.rules.path is not None):
+        if self.chaos is not None and self._chaos_on:
             await self._chaos(f)
             if f.response is not None or not f.live or f.error:
                 return
@@ -341,7 +340,7 @@ class MockStore:
             flows.note(f, "drift", f"{alert.kind} drift, score {alert.score}: {alert.summary}")
             log.warning(f"mockstore drift: {learned.endpoint.id}: {alert.summary} (alert {alert.id}, seen {alert.count}x)")
 
-    def _learn_locked(self, ex, record_body: bool, fingerprint: int | None):
+    def _learn_locked(self, ex, record_body: bool, fingerprint):
         with self.learn_lock:
             return self.learner.learn(ex, record_body=record_body, fingerprint=fingerprint)
 

@@ -116,9 +116,12 @@ class Responder:
             return None
         ids = [exchange_id]
         if key is not None:
-            sequence = self.model.recorded.get(key) or []
-            if exchange_id in sequence:
+            sequence = self.model.recorded.get(key) or ids
+            try:
                 at = sequence.index(exchange_id)
+            except ValueError:  # not of this key's sequence: loaded alone
+                at = None
+            if at is not None:
                 ids = sequence[at:at + self.LOAD_AHEAD]
         marks = ", ".join("?" * len(ids))
         rows = self.store.reader().execute(

@@ -15,10 +15,22 @@ from mitmproxy.exceptions import FlowReadException
 
 from . import bodies, exchange
 from .exchange import Exchange, Request, Response, from_wire
-from .learn import VOLATILE_HEADERS, Fingerprint
+from .learn import Fingerprint
 
 SOURCE_HEADER = "X-Mockstore-Source"
 META_KEY = "mockstore"
+
+# Headers whose values change from one answer to the next of an API that otherwise answers
+# the same: the clock, request and trace ids, timings. A fingerprint leaves them out, so such
+# an exchange is still learned again cheaply; its recording keeps them as they came.
+VOLATILE_HEADERS = frozenset({
+    b"date", b"expires", b"age", b"request-id", b"x-request-id", b"x-correlation-id",
+    b"x-amzn-requestid", b"x-amzn-trace-id", b"x-amz-request-id", b"x-amz-id-2", b"x-amz-cf-id",
+    b"cf-ray", b"x-runtime", b"x-response-time", b"server-timing", b"x-served-by", b"x-timer",
+    b"x-github-request-id", b"x-cloud-trace-context", b"traceparent", b"tracestate",
+    b"sentry-trace", b"baggage", b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid",
+    b"x-b3-sampled", b"b3", b"uber-trace-id",
+})
 
 
 def to_request(r: http.Request, limit: int) -> tuple[Request, str | None]:

@@ -40,23 +40,10 @@ class Learned:
 class Fingerprint(NamedTuple):
     """An exchange as `learn_again` knows it again, made by the caller (`flows.fingerprint`)."""
 
-    key: int  # a hash of all of it but its timing and its volatile headers (VOLATILE_HEADERS)
+    key: int  # a hash of all of it but its timing and its volatile headers (see flows.fingerprint)
     headers: int  # a hash of both header lists, volatile ones included
     request_headers: tuple  # both header lists as they came on the wire: (bytes, bytes) pairs
     response_headers: tuple
-
-
-# Headers whose values change from one answer to the next of an API that otherwise answers
-# the same: the clock, request and trace ids, timings. A fingerprint leaves them out, so such
-# an exchange is still learned again cheaply; its recording keeps them as they came.
-VOLATILE_HEADERS = frozenset({
-    b"date", b"expires", b"age", b"request-id", b"x-request-id", b"x-correlation-id",
-    b"x-amzn-requestid", b"x-amzn-trace-id", b"x-amz-request-id", b"x-amz-id-2", b"x-amz-cf-id",
-    b"cf-ray", b"x-runtime", b"x-response-time", b"server-timing", b"x-served-by", b"x-timer",
-    b"x-github-request-id", b"x-cloud-trace-context", b"traceparent", b"tracestate",
-    b"sentry-trace", b"baggage", b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid",
-    b"x-b3-sampled", b"b3", b"uber-trace-id",
-})
 
 
 @dataclass(slots=True)
@@ -136,12 +123,7 @@ class Learner:
         model.learn_endpoint_again(seen.authority, seen.nodes)
         if fingerprint.headers != seen.headers:  # only volatile ones can differ: the key has the rest
             self._volatile_changed(seen, fingerprint)
-        ep.first_seen = ep.first_seen or started
-        ep.last_seen = max(ep.last_seen, started)
-        ep.stats.add(seen.status, duration_ms, seen.resp_type)
-        if seen.query:
-            self._count_query(ep, seen.query)
-        ep.dirty = True
+        _observe(ep, started, duration_ms, seen.status, seen.resp_type, seen.query)
         if seen.req_counted:
             ep.request.samples += 1
         resp_model.samples += 1
@@ -186,11 +168,7 @@ class Learner:
                 alerts.append(self.drift.check_response(ep, resp.status, resp_type, resp_json))
             alerts = [a for a in alerts if a is not None]
 
-        ep.first_seen = ep.first_seen or ex.started
-        ep.last_seen = max(ep.last_seen, ex.started)
-        ep.stats.add(resp.status, ex.duration_ms, resp_type)
-        self._count_query(ep, req.query)
-        ep.dirty = True
+        _observe(ep, ex.started, ex.duration_ms, resp.status, resp_type, req.query)
         # A drifting body stays out of the baseline until the alert is resolved, so the same
         # drift repeated stays one alert with a growing count.
         req_counted = record_body and (req_known or req_json is not None) and not any(a.kind == "request" for a in alerts)
@@ -218,17 +196,6 @@ class Learner:
                     stored, summary, row, tail, fingerprint.headers,
                 )
         return Learned(ep, exchange_id, alerts)
-
-    @staticmethod
-    def _count_query(ep: Endpoint, query: list) -> None:
-        for name, value in query:
-            q = ep.stats.query.get(name)
-            if q is None:
-                ep.stats.query[name] = {"schema": scalar_type(value), "count": 1}
-            else:
-                q["count"] += 1
-                if q["schema"] != scalar_type(value):
-                    q["schema"] = {"type": "string"}
 
     def _is_known(self, key: tuple) -> bool:
         return key[-1] in self._known.get(key[:-1], ())
@@ -264,6 +231,23 @@ class Learner:
         if self.store is not None:
             self.store.insert(INSERT_EXCHANGE, (exchange_id, ex.started, *row, ex.duration_ms, *tail))
         return row, tail, stored, key, summary
+
+
+def _observe(ep: Endpoint, started: float, duration_ms: float, status: int, content_type: str, query: list) -> None:
+    """Count one exchange in its endpoint's statistics: when, how long, which status and
+    content type, which query parameters with values of which type."""
+    ep.first_seen = ep.first_seen or started
+    ep.last_seen = max(ep.last_seen, started)
+    ep.stats.add(status, duration_ms, content_type)
+    for name, value in query:
+        q = ep.stats.query.get(name)
+        if q is None:
+            ep.stats.query[name] = {"schema": scalar_type(value), "count": 1}
+        else:
+            q["count"] += 1
+            if q["schema"] != scalar_type(value):
+                q["schema"] = {"type": "string"}
+    ep.dirty = True
 
 
 def _json_or_none(body: bytes, content_type: str):

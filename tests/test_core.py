@@ -17,7 +17,8 @@ import zstandard
 from mockstore import bodies, redact
 from mockstore.answer import Responder
 from mockstore.exchange import Exchange, Request, Response
-from mockstore.learn import VOLATILE_HEADERS, Fingerprint, Learner
+from mockstore.flows import VOLATILE_HEADERS
+from mockstore.learn import Fingerprint, Learner
 from mockstore.model import Model
 from mockstore.stats import EndpointStats
 from mockstore.store import Store, StoreError
