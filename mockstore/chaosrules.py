@@ -321,6 +321,13 @@ class ChaosRules:
     def list(self) -> list[Rule]:
         return list(self._rules)
 
+    def active(self) -> bool:
+        """Whether any rule can apply to a flow now (the rules file is looked at again first
+        if it is due): the per-flow check that nearly always says no."""
+        if self.path is not None:
+            self.reload_if_changed()
+        return self._enabled and bool(self._rules)
+
     @property
     def rules(self) -> list[Rule]:
         """The live list (no copy), for the per-flow loop."""

@@ -55,8 +55,9 @@ def take_header(r: http.Request, name: str) -> str | None:
     """Remove a header from a request and give its value, or None if it has none: as
     `r.headers.pop(name, None)`, at a fifth of the cost when it is absent (nearly always)."""
     wanted = name.lower().encode()
+    n = len(wanted)
     for k, _ in r.headers.fields:
-        if k.lower() == wanted:
+        if len(k) == n and k.lower() == wanted:
             return r.headers.pop(name, None)
     return None
 
@@ -96,8 +97,18 @@ def fingerprint(flow: http.HTTPFlow, limit: int) -> Fingerprint | None:
     return Fingerprint(key, hash((qh, sh)), qh, sh)
 
 
+# ... as they are spelled on the wire: lower case (HTTP/2, many servers), capitalized and upper
+# case, and a few vendors' own. Comparing the name as it came costs a set lookup, where
+# lower-casing it first made a new bytes object per header. A volatile header spelled
+# otherwise only counts as lasting: its exchanges take learning's full path, as any new one.
+_VOLATILE_SPELLINGS = VOLATILE_HEADERS | frozenset(
+    spelling for name in VOLATILE_HEADERS for spelling in (name.title(), name.upper())
+) | {b"x-amzn-RequestId", b"X-Amzn-RequestId", b"X-Amz-Cf-Id", b"CF-RAY", b"X-B3-TraceId",
+     b"X-B3-SpanId", b"X-B3-ParentSpanId", b"X-GitHub-Request-Id"}
+
+
 def _lasting(fields: tuple) -> tuple:
-    return tuple([f for f in fields if f[0].lower() not in VOLATILE_HEADERS])
+    return tuple([f for f in fields if f[0] not in _VOLATILE_SPELLINGS])
 
 
 def _body(m: http.Message, limit: int) -> tuple[bytes, str | None]:

@@ -30,7 +30,7 @@ INSERT_EXCHANGE = """insert or replace into exchanges (id, ts, scheme, host, por
     values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
 
-@dataclass
+@dataclass(slots=True)
 class Learned:
     endpoint: Endpoint
     exchange_id: int

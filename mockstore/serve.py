@@ -31,8 +31,8 @@ class HandlerIndex(addonmanager.AddonManager):
     a coroutine per addon, whether it has a handler or not), and each flow event comes twice
     (the event, then `update`): ~50 addon visits a request, a quarter of the lean master's
     CPU. This one keeps, per event name, the handlers of the chain, in chain order, found
-    again whenever an addon is added or removed. Errors are logged per handler, as mitmproxy's
-    `safecall` does per addon; AddonHalt stops the event, as it does there.
+    again whenever an addon is added or removed. Errors are logged per handler by mitmproxy's
+    `safecall`, as it does per addon; AddonHalt stops the event, as it does there.
     """
 
     _handlers: dict
@@ -73,14 +73,20 @@ class HandlerIndex(addonmanager.AddonManager):
         if handlers is None:
             handlers = [func for a in self.chain for _, func in self._iter_hooks(a, event)]
             self._handlers[event.name] = handlers
+        args = event.args()
         for func in handlers:
             try:
-                with addonmanager.safecall():
-                    res = func(*event.args())
-                    if res is not None and inspect.isawaitable(res):
-                        await res
+                res = func(*args)
+                if res is not None and inspect.isawaitable(res):
+                    await res
             except exceptions.AddonHalt:
                 return
+            except Exception:
+                # reported by mitmproxy's own `safecall`, as before; entering it only here
+                # saves a context manager per handler per event (~1.5 us, a tenth of a
+                # learned request's share)
+                with addonmanager.safecall():
+                    raise
 
 
 def skip_type_checks() -> None:

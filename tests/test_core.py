@@ -14,12 +14,12 @@ import jsonschema
 import pytest
 import zstandard
 
-from mockstore import bodies, redact
+from mockstore import bodies, flows, redact
 from mockstore.answer import Responder
 from mockstore.exchange import Exchange, Request, Response
 from mockstore.flows import VOLATILE_HEADERS
 from mockstore.learn import Fingerprint, Learner
-from mockstore.model import Model
+from mockstore.model import Model, ResponseCache
 from mockstore.stats import EndpointStats
 from mockstore.store import Store, StoreError
 
@@ -246,10 +246,25 @@ def _wire(headers):
     return tuple((k.encode(), v.encode()) for k, v in headers)
 
 
+def test_the_response_cache_keeps_the_recent_and_the_used_within_its_size():
+    cache = ResponseCache(100)
+    first = Response(200, [], b"first")
+    cache.put(0, first)
+    for i in range(1, 1000):
+        cache.put(i, Response(200, [], b"%d" % i))
+        if i % 40 == 0:
+            assert cache.get(0) is first  # used now and then: stays
+    assert len(cache) <= 100
+    assert cache.get(999).body == b"999" and cache.get(1) is None
+    assert all(cache.get(i) is not None for i in range(950, 1000))  # the newest half, always
+
+
 def test_volatile_headers_are_never_secrets():
     """A fingerprint leaves volatile headers out: had one carried a secret, two exchanges with
     different secrets would share what `learn_again` redacted from the first."""
     assert not [h for h in VOLATILE_HEADERS if redact.is_secret_header(h.decode())]
+    # the spellings a fingerprint compares header names with are of those, and of no other
+    assert {h.lower() for h in flows._VOLATILE_SPELLINGS} == VOLATILE_HEADERS
 
 
 def test_model_survives_a_restart(learned):
