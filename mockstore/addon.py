@@ -33,6 +33,7 @@ STATE = "state"  # the source of answers from the stateful virtual backend
 MOCK_HEADER = "X-Mock-Enabled"
 INLINE_LEARN_LIMIT = 64 * 1024  # bytes; larger bodies are learned on a worker thread
 PERSIST_INTERVAL = 1.0  # seconds between handing model changes to the writer
+CATCH_UP_INTERVAL = 0.05  # seconds between counting the exchanges learned again (Learner.catch_up)
 
 
 class MockStore:
@@ -95,6 +96,7 @@ class MockStore:
                 self.drift.on_accept = self._accept_drift
                 self.drift.apply_pending()
         if reopened or updated & {"mock_seed", "mock_latency", "mock_redact", "mock_drift", "mock_drift_warmup"}:
+            self.catch_up()  # what the learner replaced has queued
             self.learner = Learner(self.model, self.store, redacting=o.mock_redact, drift=self.drift)
             self.responder = Responder(
                 self.model, self.store, seed=o.mock_seed, latency=o.mock_latency == "learned", redacting=o.mock_redact
@@ -194,15 +196,32 @@ class MockStore:
 
     def persist(self) -> None:
         if self.model is not None and self.store is not None:
+            self.catch_up()
             write = self.model.persist()
             if write is not None:
                 self.store.submit(write)
 
-    async def _persist_forever(self):
-        while True:
-            await asyncio.sleep(PERSIST_INTERVAL)
+    def catch_up(self) -> None:
+        """Count and record what was learned again since the last time (`Learner.catch_up`):
+        before anything reads the model, and every CATCH_UP_INTERVAL. If a worker thread is
+        learning right now, it catches up itself."""
+        if self.learner is not None and self.learn_lock.acquire(blocking=False):
             try:
-                self.persist()
+                self.learner.catch_up()
+            finally:
+                self.learn_lock.release()
+
+    async def _persist_forever(self):
+        ticks = max(1, round(PERSIST_INTERVAL / CATCH_UP_INTERVAL))
+        n = 0
+        while True:
+            await asyncio.sleep(CATCH_UP_INTERVAL)
+            n += 1
+            try:
+                if n % ticks:
+                    self.catch_up()
+                else:
+                    self.persist()
             except Exception:  # never let the timer die
                 log.exception("mockstore: persisting the model failed")
 
@@ -258,6 +277,7 @@ class MockStore:
 
     async def _answer(self, f: http.HTTPFlow, *, exact_only: bool = False, avoid_errors: bool = False,
                       prefix: str = "", note: str = "") -> None:
+        self.catch_up()
         req, problem = flows.to_request(f.request, self._max_body)
         if problem:
             self._warn_once(f"request body: {problem}")
@@ -377,6 +397,7 @@ class MockStore:
     @command.command("mockstore.endpoints")
     def endpoints(self) -> Sequence[str]:
         """The learned endpoints: template, count, p50/p95 latency, status mix."""
+        self.catch_up()
         out = []
         for ep in sorted(self.model.endpoints.values(), key=lambda e: e.id):
             s = ep.stats

@@ -1,8 +1,9 @@
 """Learning from one real exchange: template, statistics, schemas, drift, the recording.
 
 Runs on the proxy's event loop for small bodies (tens of microseconds) and is handed to a
-worker thread by the addon for large ones. It never writes to disk itself: the recording
-and the model's changes go to the store's writer thread.
+worker thread by the addon for large ones. An exchange identical to one learned before (most
+of them) is only queued, and counted with the others in `catch_up`. It never writes to disk
+itself: the recording and the model's changes go to the store's writer thread.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from array import array
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -106,32 +108,60 @@ class Learner:
         # no drift either), and APIs repeat themselves a lot. It is counted, not re-parsed.
         self._known: dict[tuple, set[int]] = {}
         self._seen: dict[int, _Seen] = {}
+        # Exchanges learned again and not yet counted: what each repeats, and when it started
+        # and how long it took (two floats each, in an array: nothing the collector walks).
+        self._queued: list[_Seen] = []
+        self._queued_times = array("d")
 
-    def learn_again(self, fingerprint: Fingerprint, started: float, duration_ms: float) -> Learned | None:
+    def learn_again(self, fingerprint: Fingerprint, started: float, duration_ms: float) -> Endpoint | None:
         """Learn an exchange identical to one learned before with this `fingerprint`, but for
         its timing and volatile headers: the same endpoint, schemas and recording, new
         statistics and a new recorded row. None if there is no such exchange, or if what it was
-        learned into has changed since (a template folded): then call `learn`."""
+        learned into has changed since (a template folded): then call `learn`.
+
+        The exchange is queued, and counted and recorded by the next `catch_up`, with the
+        others queued since, in one loop: spread over requests, the same work cost the proxy
+        several times as much, each time run cold among mitmproxy's own. `learn` catches up
+        first, so the order of everything learned is kept; whoever reads the model or the
+        store must call `catch_up` first too (the addon does, and every 50 ms)."""
         seen = self._seen.get(fingerprint.key)
         if seen is None:
             return None
-        model, ep = self.model, seen.ep
-        resp_model = ep.responses.get(seen.status)
-        if seen.generation != model.templates.generation or resp_model is None or (seen.req_counted and ep.request is None):
+        ep = seen.ep
+        if seen.generation != self.model.templates.generation or seen.status not in ep.responses or (
+            seen.req_counted and ep.request is None
+        ):
             del self._seen[fingerprint.key]
             return None
-        model.learn_endpoint_again(seen.authority, seen.nodes)
         if fingerprint.headers != seen.headers:  # only volatile ones can differ: the key has the rest
+            self.catch_up()  # those queued keep the headers they came with
             self._volatile_changed(seen, fingerprint)
-        _observe(ep, started, duration_ms, seen.status, seen.resp_type, seen.query)
-        if seen.req_counted:
-            ep.request.samples += 1
-        resp_model.samples += 1
-        exchange_id = model.ids.next()
-        model.add_recorded(seen.key, exchange_id, seen.stored, ep, seen.summary)
-        if self.store is not None:
-            self.store.insert(INSERT_EXCHANGE, (exchange_id, started, *seen.row, duration_ms, *seen.tail))
-        return Learned(ep, exchange_id, [])
+        self._queued.append(seen)
+        self._queued_times.append(started)
+        self._queued_times.append(duration_ms)
+        return ep
+
+    def catch_up(self) -> int:
+        """Count and record the exchanges `learn_again` queued, in the order they came; how
+        many there were."""
+        queued, times = self._queued, self._queued_times
+        if not queued:
+            return 0
+        self._queued, self._queued_times = [], array("d")
+        model, store = self.model, self.store
+        for i, seen in enumerate(queued):
+            started, duration_ms = times[2 * i], times[2 * i + 1]
+            ep = seen.ep
+            model.learn_endpoint_again(seen.authority, seen.nodes)
+            _observe(ep, started, duration_ms, seen.status, seen.resp_type, seen.query)
+            if seen.req_counted:
+                ep.request.samples += 1
+            ep.responses[seen.status].samples += 1
+            exchange_id = model.ids.next(started + duration_ms / 1000)  # when it was learned
+            model.add_recorded(seen.key, exchange_id, seen.stored, ep, seen.summary)
+            if store is not None:
+                store.insert(INSERT_EXCHANGE, (exchange_id, started, *seen.row, duration_ms, *seen.tail))
+        return len(queued)
 
     def _volatile_changed(self, seen: _Seen, fingerprint: Fingerprint) -> None:
         """Volatile headers differ from the exchange `seen` was made of: record the new ones
@@ -149,6 +179,7 @@ class Learner:
         """Learn from a real exchange. `record_body=False` when the body was over the size cap:
         statistics are learned, the body is neither stored nor learned from. With a
         `fingerprint`, an identical exchange later can be learned with `learn_again`."""
+        self.catch_up()
         req, resp = ex.request, ex.response
         req_type, resp_type = req.content_type, resp.content_type
         ep = self.model.learn_endpoint(req.method, req.authority, req.path)

@@ -47,9 +47,11 @@ class IdClock:
         self.last = 0
         self.lock = threading.Lock()
 
-    def next(self) -> int:
+    def next(self, at: float | None = None) -> int:
+        """The id of an exchange learned now, or at the unix time `at` (never less than the
+        last id given)."""
         with self.lock:
-            i = int(time.time() * 1_000_000) * 16 + self.slot
+            i = int((time.time() if at is None else at) * 1_000_000) * 16 + self.slot
             if i <= self.last:
                 i = self.last + 16
             self.last = i

@@ -108,10 +108,18 @@ def test_volatile_headers_take_the_cheap_path_and_are_recorded_as_they_came(db):
             else:
                 await tctx.cycle(addon, f)
         assert len(full) == 2
+        for _ in range(2):  # as the last one, headers and all
+            f = user_flow(5)
+            f.request.headers["X-Request-Id"] = "req-3"
+            f.response.headers["Date"] = "Mon, 23 Nov 2026 10:00:03 GMT"
+            f.response.headers["ETag"] = '"v2"'
+            assert addon.request(f) is None and addon.response(f) is None
+        assert len(addon.learner._queued) == 2  # counted in one go, later ...
+        assert " n=6 " in addon.endpoints()[0]  # ... and before anything reads the model
         addon.flush()
         rows = addon.store.reader().execute("select req_headers, resp_headers from exchanges order by id").fetchall()
         assert [(dict(json.loads(q))["X-Request-Id"], dict(json.loads(r))["Date"][-12:-4]) for q, r in rows] == [
-            (f"req-{n}", f"10:00:0{n}") for n in range(4)
+            (f"req-{n}", f"10:00:0{n}") for n in (0, 1, 2, 3, 3, 3)
         ]
         f = tflow.tflow()
         f.request.host, f.request.port, f.request.path = "api.test", 80, "/users/5"

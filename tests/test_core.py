@@ -217,12 +217,13 @@ def test_an_identical_exchange_learned_again_teaches_what_the_full_path_does(tmp
             e.started += n
             wire = _wire(e.request.headers), _wire(e.response.headers)
             fingerprint = Fingerprint(hash(fp), hash(wire), *wire)
-            learned = learner.learn_again(fingerprint, e.started, e.duration_ms) if fast else None
-            if learned is None:
-                learned = learner.learn(e, fingerprint=fingerprint if fast else None)
+            ep = learner.learn_again(fingerprint, e.started, e.duration_ms) if fast else None
+            if ep is None:
+                ep = learner.learn(e, fingerprint=fingerprint if fast else None).endpoint
             else:
                 again += 1
-            assert learned.endpoint is model.endpoints[learned.endpoint.id]
+            assert ep is model.endpoints[ep.id]
+        learner.catch_up()
         store.submit(model.persist())
         assert store.flush()
         rows = [r[1:] for r in store.reader().execute("select * from exchanges order by id")]  # ids are of the clock
