@@ -30,7 +30,7 @@ log = logging.getLogger("mockstore")
 
 MODES = ("learn", "mock", "failover", "replay")
 STATE = "state"  # the source of answers from the stateful virtual backend
-MOCK_HEADER = "X-Mock-Enabled"
+MOCK_HEADER = b"x-mock-enabled"  # X-Mock-Enabled, as flows.take_header looks for it
 INLINE_LEARN_LIMIT = 64 * 1024  # bytes; larger bodies are learned on a worker thread
 PERSIST_INTERVAL = 1.0  # seconds between handing model changes to the writer
 CATCH_UP_INTERVAL = 0.05  # seconds between counting the exchanges learned again (Learner.catch_up)
@@ -322,25 +322,42 @@ class MockStore:
 
     def response(self, f: http.HTTPFlow):
         fault = self.faults.pop(f.id, None) if self.faults else None
+        when = self._when(f, fault)
         fingerprint = None
-        if fault is None and flows.META_KEY not in f.metadata and self.learner is not None and f.is_replay != "response":
+        if when is not None:
             # the common case: a real exchange like one learned before, queued right here
             fingerprint = flows.fingerprint(f, INLINE_LEARN_LIMIT)
-            if fingerprint is not None and self._learn_again(fingerprint, *flows.timing(f)):
-                return None
-        return self._response(f, fault, fingerprint)
+            if fingerprint is not None and self._learn_again(fingerprint, *when):
+                when = None
+        meta = f.metadata.get(flows.META_KEY)
+        failed_over = meta is not None and meta.get("forwarded") and f.response.status_code >= 500
+        if when is None and fault is None and not failed_over:
+            return None
+        return self._response(f, fault, when, fingerprint, failed_over)
 
-    async def _response(self, f: http.HTTPFlow, fault, fingerprint) -> None:
-        await self._learn(f, chaos_delay=fault.delay_s if fault is not None and fault.effect == "latency" else 0.0,
-                          fingerprint=fingerprint)
-        status = f.response.status_code
-        if status >= 500 and f.metadata.get(flows.META_KEY, {}).get("forwarded"):  # failover mode
-            await self._answer(f, prefix="failover-", note=f"upstream answered {status}", avoid_errors=True)
+    async def _response(self, f: http.HTTPFlow, fault, when, fingerprint, failed_over: bool) -> None:
+        if when is not None:
+            await self._learn(f, *when, fingerprint)
+        if failed_over:
+            await self._answer(f, prefix="failover-", note=f"upstream answered {f.response.status_code}", avoid_errors=True)
         if fault is not None:
             self.chaos.apply_response(f, fault)
 
     def error(self, f: http.HTTPFlow) -> None:
         self.faults.pop(f.id, None)
+
+    def _when(self, f: http.HTTPFlow, fault) -> tuple[float, float] | None:
+        """When a real exchange started and how long the real API took to answer it; None
+        for a flow not to learn from (mockstore's own answer, a replayed response)."""
+        meta = f.metadata.get(flows.META_KEY)
+        if self.learner is None or f.is_replay == "response" or (meta is not None and "source" in meta):
+            return None
+        started, duration_ms = flows.timing(f)
+        if meta is not None and "duration_ms" in meta:  # failover forwarded it itself
+            duration_ms = meta["duration_ms"]
+        elif fault is not None and fault.effect == "latency":  # the delay chaos held it is ours
+            duration_ms = max(0.0, duration_ms - fault.delay_s * 1000)
+        return started, duration_ms
 
     def _learn_again(self, fingerprint, started: float, duration_ms: float) -> bool:
         """Learn an exchange identical to one learned before (see `Learner.learn_again`):
@@ -353,21 +370,10 @@ class MockStore:
         finally:
             self.learn_lock.release()
 
-    async def _learn(self, f: http.HTTPFlow, chaos_delay: float = 0.0, fingerprint=None) -> None:
-        meta = f.metadata.get(flows.META_KEY, {})
-        if "source" in meta or self.learner is None or f.is_replay == "response":
-            return  # ours, never learned from
-        started, duration_ms = flows.timing(f)
-        if "duration_ms" in meta:
-            duration_ms = meta["duration_ms"]
-        elif chaos_delay:  # the delay chaos held the request for is ours, not the real API's
-            duration_ms = max(0.0, duration_ms - chaos_delay * 1000)
-        if fingerprint is None:
-            fingerprint = flows.fingerprint(f, INLINE_LEARN_LIMIT)
-            if fingerprint is not None and self._learn_again(fingerprint, started, duration_ms):
-                return
+    async def _learn(self, f: http.HTTPFlow, started: float, duration_ms: float, fingerprint) -> None:
+        """Learning's full path: an exchange not seen before (or not cheaply)."""
         ex, problem = flows.to_exchange(f, self._max_body)
-        ex.duration_ms = duration_ms
+        ex.started, ex.duration_ms = started, duration_ms
         if problem:
             self._warn_once(problem)
         big = len(ex.request.body) + len(ex.response.body) > INLINE_LEARN_LIMIT

@@ -51,14 +51,14 @@ def to_request(r: http.Request, limit: int) -> tuple[Request, str | None]:
     )
 
 
-def take_header(r: http.Request, name: str) -> str | None:
-    """Remove a header from a request and give its value, or None if it has none: as
-    `r.headers.pop(name, None)`, at a fifth of the cost when it is absent (nearly always)."""
-    wanted = name.lower().encode()
-    n = len(wanted)
+def take_header(r: http.Request, name: bytes) -> str | None:
+    """Remove a header (`name` in lower case) from a request and give its value, or None if
+    it has none: as `r.headers.pop(name, None)`, at a fifth of the cost when it is absent
+    (nearly always)."""
+    n = len(name)
     for k, _ in r.headers.fields:
-        if len(k) == n and k.lower() == wanted:
-            return r.headers.pop(name, None)
+        if len(k) == n and k.lower() == name:
+            return r.headers.pop(name.decode(), None)
     return None
 
 
