@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from mitmproxy import command, ctx, exceptions, flow, http
 
-from . import chaosrules, drift, flows, upstream, vb
+from . import chaosrules, drift, flows, rebuild, upstream, vb
 from .answer import Answer, Responder
 from .chaos import Chaos, compile_filter
 from .exchange import Request
@@ -118,6 +118,7 @@ class MockStore:
         try:
             store = Store(path)
             model = Model.load(store.db, slot=slot)
+            rebuild.catch_up(store, model, slot)
         except StoreError as e:
             raise exceptions.OptionsError(f"mock_db: {e}") from None
         self.close()
@@ -197,9 +198,7 @@ class MockStore:
     def persist(self) -> None:
         if self.model is not None and self.store is not None:
             self.catch_up()
-            write = self.model.persist()
-            if write is not None:
-                self.store.submit(write)
+            self.store.submit(self.model.persist())
 
     def catch_up(self) -> None:
         """Count and record what was learned again since the last time (`Learner.catch_up`):

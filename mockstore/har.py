@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import sqlite_utils
 
-from . import __version__, bodies
+from . import __version__, bodies, recordings
 from .exchange import DEFAULT_PORTS, Exchange, Headers, Request, Response, header
 
 log = logging.getLogger("mockstore.har")
@@ -362,32 +362,4 @@ def _reason(status: int) -> str:
 
 def exchanges_from_store(db: sqlite_utils.Database) -> Iterator[Exchange]:
     """The recorded exchanges, in recorded order, as plain records."""
-    for (ts, scheme, host, port, method, path, query, req_headers, req_body, status, resp_headers,
-         resp_body, duration) in db.execute(
-        "select ts, scheme, host, port, method, path, query, req_headers, req_body, status, "
-        "resp_headers, resp_body, duration_ms from exchanges order by id"
-    ):
-        scheme = scheme or "http"
-        port = port or DEFAULT_PORTS.get(scheme, 80)
-        host = host or ""
-        if host.endswith(f":{port}"):  # the column holds the authority
-            host = host[: -len(f":{port}")]
-        yield Exchange(
-            Request(
-                method=method, host=host, path=path or "/",
-                query=[(k, v) for k, v in _json_list(query)],
-                headers=[(k, v) for k, v in _json_list(req_headers)],
-                body=bytes(req_body or b""), scheme=scheme, port=port,
-            ),
-            Response(status, [(k, v) for k, v in _json_list(resp_headers)], bytes(resp_body or b"")),
-            started=ts or 0.0,
-            duration_ms=duration or 0.0,
-        )
-
-
-def _json_list(text: str | None) -> list:
-    try:
-        value = json.loads(text or "[]")
-    except ValueError:
-        return []
-    return value if isinstance(value, list) else []
+    return (ex for _, ex in recordings.exchanges(db))

@@ -175,10 +175,12 @@ class Learner:
         seen.row, seen.headers = tuple(row), fingerprint.headers
 
     def learn(self, ex: Exchange, *, record_body: bool = True, source: str = "proxy",
-              fingerprint: Fingerprint | None = None) -> Learned:
+              fingerprint: Fingerprint | None = None, stored_as: int | None = None) -> Learned:
         """Learn from a real exchange. `record_body=False` when the body was over the size cap:
         statistics are learned, the body is neither stored nor learned from. With a
-        `fingerprint`, an identical exchange later can be learned with `learn_again`."""
+        `fingerprint`, an identical exchange later can be learned with `learn_again`.
+        `stored_as`: the id of the recording it is, learned again from the store (see
+        mockstore.rebuild): nothing is recorded."""
         self.catch_up()
         req, resp = ex.request, ex.response
         req_type, resp_type = req.content_type, resp.content_type
@@ -214,6 +216,9 @@ class Learner:
                 model = ep.responses[resp.status] = SchemaModel()
             self._add(model, resp_json, resp_key, resp_known)
 
+        if stored_as is not None:
+            self.model.ids.advance(stored_as)
+            return Learned(ep, stored_as, alerts)
         exchange_id = self.model.ids.next()
         if record_body:
             row, tail, stored, key, summary = self._record(ex, ep, exchange_id, source)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import threading
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from .paths import PathTemplates
 from .recorded import RecordedIndex, db_path
 from .schemas import SchemaModel
 from .stats import EndpointStats
+from .sync import Changes, EndpointChange, Sync, Synced, schema_text
 
 
 RECENT = 50  # recordings per endpoint kept in memory for closest matching
@@ -57,6 +59,11 @@ class IdClock:
             self.last = i
             return i
 
+    def advance(self, i: int) -> None:
+        """Never give an id below `i` (an exchange learned again from the store)."""
+        with self.lock:
+            self.last = max(self.last, i)
+
 
 @dataclass
 class Endpoint:
@@ -70,6 +77,11 @@ class Endpoint:
     first_seen: float = 0.0
     last_seen: float = 0.0
     dirty: bool = True
+    # What of `stats` and of the schemas' samples is in the store already (counted there by
+    # this process or by another): a persist hands over only the rest (see mockstore.sync).
+    # Never changed in place: it may be the writer's own copy of the row.
+    handed: EndpointStats = field(default_factory=EndpointStats)
+    handed_samples: dict[tuple[str, int], int] = field(default_factory=dict)
 
     # the read API other modules (drift, synthesis, export) rely on
     @property
@@ -98,9 +110,19 @@ class Endpoint:
     def request_samples(self) -> int:
         return self.request.samples if self.request else 0
 
+    def schema_models(self) -> dict[tuple[str, int], SchemaModel]:
+        """Every schema, by (kind, status) as the store keys them."""
+        out = {("response", s): m for s, m in self.responses.items()}
+        if self.request is not None:
+            out[("request", 0)] = self.request
+        return out
+
     def merge(self, other: "Endpoint") -> None:
         """Fold another endpoint (a literal path now seen to be a template) into this one."""
         self.stats.merge(other.stats)
+        self.handed = self.handed.plus(other.handed)
+        for key, n in other.handed_samples.items():
+            self.handed_samples[key] = self.handed_samples.get(key, 0) + n
         for status, m in other.responses.items():
             if status in self.responses:
                 self.responses[status].merge(m)
@@ -183,8 +205,10 @@ class Model:
         self.recent: dict[str, deque] = {}  # endpoint id -> (id, path, query, body hash, status)
         self.ids = IdClock(slot)
         self.lock = threading.Lock()  # guards the cursors, touched from worker threads
+        self.sync = Sync()  # the writer thread's view of the store's rows
         self._templates_dirty: set[str] = set()
-        self._removed: list[str] = []
+        self._folds: list[tuple[str, str]] = []  # (old endpoint id, new endpoint id)
+        self.moved: dict[str, str] = {}  # every fold so far: old endpoint id -> new
         self._retemplated: list[tuple[str, str, str]] = []  # (authority, old, new)
 
     # --- loading and persisting ----------------------------------------------------------
@@ -192,26 +216,21 @@ class Model:
     @classmethod
     def load(cls, db: sqlite_utils.Database, *, slot: int = 0) -> "Model":
         m = cls(slot=slot)
-        state = {r[0]: json.loads(r[1]) for r in db.execute("select host, state from path_templates")}
+        m.sync.load(db)
+        state = {h: json.loads(t) for h, t in m.sync.templates.items()}
         m.templates = PathTemplates({"hosts": state} if state else None)
-        for id_, host, method, template, first, last, stats in db.execute(
-            "select id, host, method, template, first_seen, last_seen, stats from endpoints"
-        ):
-            m.endpoints[id_] = Endpoint(
-                id_, host, method, template, EndpointStats.from_json(json.loads(stats or "{}")),
-                first_seen=first or 0.0, last_seen=last or 0.0, dirty=False,
+        for id_, row in m.sync.rows.items():
+            ep = m.endpoints[id_] = Endpoint(
+                id_, row.host, row.method, row.template, row.stats.copy(),
+                first_seen=row.first_seen, last_seen=row.last_seen, dirty=False, handed=row.stats,
             )
-        for ep_id, kind, status, schema, samples in db.execute(
-            "select endpoint, kind, status, schema, samples from schemas"
-        ):
-            ep = m.endpoints.get(ep_id)
-            if ep is None:
-                continue
-            sm = StoredSchema(schema, samples or 0)
-            if kind == "request":
-                ep.request = sm
-            else:
-                ep.responses[status] = sm
+            for (kind, status), (text, samples) in row.schemas.items():
+                sm = StoredSchema(text, samples)
+                if kind == "request":
+                    ep.request = sm
+                else:
+                    ep.responses[status] = sm
+                ep.handed_samples[(kind, status)] = samples
         # Recorded exchanges are looked up in the store's index on first use, not loaded:
         # a million of them took 4 s and 250 MB here (see mockstore.recorded).
         path = db_path(db.conn)
@@ -222,47 +241,103 @@ class Model:
         return m
 
     def persist(self):
-        """A store write with everything changed since the last call (None if nothing)."""
+        """A store write: what was learned here since the last call, merged into the rows
+        (see mockstore.sync); with nothing new, a look at what other processes learned."""
+        self.apply_synced()
         eps = [ep for ep in self.endpoints.values() if ep.dirty]
         hosts = self._templates_dirty
-        removed, retemplated = self._removed, self._retemplated
-        if not eps and not hosts and not removed:
-            return None
-        self._templates_dirty, self._removed, self._retemplated = set(), [], []
-        rows, schemas = [], []
+        if not eps and not hosts and not self._folds:
+            return self.sync.poll
+        folds, retemplated = self._folds, self._retemplated
+        self._templates_dirty, self._folds, self._retemplated = set(), [], []
+        changes = []
         for ep in eps:
             ep.dirty = False
-            rows.append(
-                {
-                    "id": ep.id, "host": ep.host, "method": ep.method, "template": ep.template,
-                    "count": ep.count, "first_seen": ep.first_seen, "last_seen": ep.last_seen,
-                    "stats": json.dumps(ep.stats.to_json()),
-                }
-            )
-            if ep.request:
-                schemas.append((ep.id, "request", 0, ep.request))
-            schemas.extend((ep.id, "response", s, m) for s, m in ep.responses.items())
-        schema_rows = [
-            {"endpoint": e, "kind": k, "status": s, "schema": json.dumps(m.to_schema()), "samples": m.samples}
-            for e, k, s, m in schemas
-        ]
+            delta = ep.stats.minus(ep.handed)
+            ep.handed = ep.stats.copy()
+            schemas = {}
+            for key, m in ep.schema_models().items():
+                schemas[key] = (schema_text(m), m.samples - ep.handed_samples.get(key, 0))
+                ep.handed_samples[key] = m.samples
+            changes.append(EndpointChange(
+                ep.id, ep.host, ep.method, ep.template, ep.first_seen, ep.last_seen, delta, ep.stats.ema_ms, schemas,
+            ))
         state = self.templates.to_state().get("hosts", {})
-        template_rows = [{"host": h, "state": json.dumps(state.get(h, {}))} for h in hosts]
+        templates = {h: state.get(h, {}) for h in hosts}
+        batch = Changes(changes, folds, retemplated, templates, (self.ids.slot, self.ids.last))
+        return lambda db: self.sync.write(db, batch)
 
-        def write(db: sqlite_utils.Database) -> None:
-            for ep_id in removed:
-                db.execute("delete from endpoints where id = ?", [ep_id])
-                db.execute("delete from schemas where endpoint = ?", [ep_id])
-            for authority, old, new in retemplated:
-                db.execute("update exchanges set template = ? where host = ? and template = ?", [new, authority, old])
-            if rows:
-                db["endpoints"].upsert_all(rows, pk="id")
-            if schema_rows:
-                db["schemas"].upsert_all(schema_rows, pk=("endpoint", "kind", "status"))
-            if template_rows:
-                db["path_templates"].upsert_all(template_rows, pk="host")
+    def _moved(self, ep_id: str) -> str:
+        """Where an endpoint folded away lives now."""
+        seen = set()
+        while ep_id in self.moved and ep_id not in seen:
+            seen.add(ep_id)
+            ep_id = self.moved[ep_id]
+        return ep_id
 
-        return write
+    def apply_synced(self) -> None:
+        """Add in what other processes learned, as the writer found it (on the event loop,
+        like every other change of the model)."""
+        while True:
+            try:
+                synced: Synced = self.sync.results.get_nowait()
+            except queue.Empty:
+                return
+            for ep_id, seen in synced.gone:
+                # folded away by another process: what this one had of its row is in the
+                # target's row now, and comes back with it
+                ep = self.endpoints.get(ep_id) or self.endpoints.get(self._moved(ep_id))
+                if ep is not None:
+                    ep.stats.combine(seen.stats, -1)
+                    ep.handed = ep.handed.minus(seen.stats)
+                    for key, (_, samples) in seen.schemas.items():
+                        m = ep.schema_models().get(key)
+                        if m is not None:
+                            m.samples -= samples
+                            ep.handed_samples[key] = ep.handed_samples.get(key, 0) - samples
+                    if ep.id == ep_id and not ep.stats.count:  # nothing learned here since
+                        del self.endpoints[ep_id]
+            for host, state in synced.templates.items():
+                generation = self.templates.generation
+                self.templates.merge({"hosts": {host: state}})
+                for old, new in self.templates.last_folds:
+                    self._fold(host, old, new)
+                if generation == self.templates.generation:
+                    continue
+                # endpoints another process counted under a literal that is a parameter now
+                for template in {ep.template for ep in self.endpoints.values() if ep.host == host}:
+                    hit = self.templates.match(host, template)
+                    if hit is not None and hit[0] != template:
+                        self._fold(host, template, hit[0])
+            for ep_id, row, added, schemas in synced.endpoints:
+                ep = self.endpoints.get(ep_id)
+                if ep is None:  # one this process knows by another template (a fold)
+                    ep, _ = self.find_endpoint(row.method, row.host, row.template)
+                if ep is None:
+                    ep = self.endpoints[ep_id] = Endpoint(
+                        ep_id, row.host, row.method, row.template, first_seen=row.first_seen,
+                        last_seen=row.last_seen, dirty=False,
+                    )
+                ep.stats.combine(added)
+                ep.handed = ep.handed.plus(added)
+                if row.first_seen:
+                    ep.first_seen = min(ep.first_seen or row.first_seen, row.first_seen)
+                ep.last_seen = max(ep.last_seen, row.last_seen)
+                for (kind, status), (text, samples) in schemas.items():
+                    m = ep.request if kind == "request" else ep.responses.get(status)
+                    if m is None:
+                        m = StoredSchema(text, 0)
+                        if kind == "request":
+                            ep.request = m
+                        else:
+                            ep.responses[status] = m
+                    else:
+                        try:
+                            m.merge(json.loads(text))
+                        except (TypeError, ValueError):
+                            pass
+                    m.samples += samples
+                    ep.handed_samples[(kind, status)] = ep.handed_samples.get((kind, status), 0) + samples
 
     # --- endpoints ---------------------------------------------------------------------
 
@@ -298,7 +373,8 @@ class Model:
                 self.endpoints[target_id] = old_ep
             else:
                 target.merge(old_ep)
-            self._removed.append(endpoint_id(m, authority, old))
+            self._folds.append((endpoint_id(m, authority, old), target_id))
+            self.moved[endpoint_id(m, authority, old)] = target_id
 
     def find_endpoint(self, method: str, authority: str, path: str) -> tuple[Endpoint | None, dict[str, str]]:
         """The known endpoint for a request, without learning anything."""

@@ -281,6 +281,47 @@ class PathTemplates:
             node.hits += 1
         nodes[-1].ends += 1
 
+    def merge(self, state: dict) -> None:
+        """Unite another process's templates (a `to_state()`) with these, as if this one had
+        seen its paths too: a literal either side knows is known, a position either side made
+        a parameter is one, and too many rare literals fold as in `learn`. Hits are counted
+        as the larger side's (they only tell rare from common). Every template of this side
+        that moved is in `last_folds`."""
+        self.last_folds = []
+        for host, other in PathTemplates(state)._roots.items():
+            root = self._roots.get(host)
+            if root is None:
+                self._roots[host] = other
+            else:
+                self._unite(root, other, True, None)
+
+    def _unite(self, node: _Node, other: _Node, prefix_only: bool, parent_literal: str | None) -> None:
+        node.hits, node.ends = max(node.hits, other.hits), max(node.ends, other.ends)
+        if other.param is not None:
+            if node.param is None:
+                node.param = other.param
+                node._child_template(node.param, None, parent_literal)
+                node.param.rename(None)
+            else:
+                node.param.promoted = node.param.promoted or other.param.promoted
+                self._unite(node.param, other.param, False, None)
+        for seg, theirs in other.lit.items():
+            mine = node.lit.get(seg)
+            if mine is not None:
+                self._unite(mine, theirs, prefix_only and _PREFIX.fullmatch(seg) is not None, seg)
+            elif node.param is not None and node.param.promoted:  # as `learn` routes a new literal
+                self._unite(node.param, theirs, False, None)
+            else:
+                node.lit[seg] = theirs
+                node._child_template(theirs, seg, parent_literal)
+                theirs.rename(seg)
+        # `learn` leaves no rare literal beside a promoted parameter (the fold that promoted
+        # it took them all, and it takes every new one): nor does a union.
+        rare = [s for s, c in node.lit.items() if c.hits <= RARE_HITS]
+        promoted = node.param is not None and node.param.promoted
+        if rare and (promoted or len(rare) > (FOLD_AFTER_AT_ROOT if prefix_only else FOLD_AFTER)):
+            self._fold(node, rare, parent_literal)
+
     def _param(self, node: _Node, kind: str, parent_literal: str | None) -> _Node:
         if node.param is None:
             node.param = _Node(kind)

@@ -50,18 +50,53 @@ class EndpointStats:
             self.ema_ms = duration_ms if self.ema_ms is None else a * duration_ms + (1 - a) * self.ema_ms
 
     def merge(self, other: "EndpointStats") -> None:
-        self.count += other.count
+        self.combine(other)
+        if other.ema_ms is not None:
+            self.ema_ms = other.ema_ms if self.ema_ms is None else (self.ema_ms + other.ema_ms) / 2
+
+    def combine(self, other: "EndpointStats", sign: int = 1) -> None:
+        """Add (sign 1) or take away (sign -1) another's counts: statistics learned by several
+        processes add up (see `mockstore.sync`). The EMA is not a count: it is left alone."""
+        self.count += sign * other.count
         for src, dst in (
             (other.latency, self.latency),
             (other.statuses, self.statuses),
             (other.content_types, self.content_types),
         ):
             for k, v in src.items():
-                dst[k] = dst.get(k, 0) + v
-        for k, v in other.query.items():
-            self.query.setdefault(k, v)
-        if other.ema_ms is not None:
-            self.ema_ms = other.ema_ms if self.ema_ms is None else (self.ema_ms + other.ema_ms) / 2
+                n = dst.get(k, 0) + sign * v
+                if n:
+                    dst[k] = n
+                else:
+                    dst.pop(k, None)
+        for name, q in other.query.items():
+            mine = self.query.get(name)
+            if mine is None:
+                if sign > 0:
+                    self.query[name] = dict(q)
+                continue
+            mine["count"] = mine.get("count", 0) + sign * q.get("count", 0)
+            if sign > 0 and mine.get("schema") != q.get("schema"):
+                mine["schema"] = {"type": "string"}
+            if mine["count"] <= 0:
+                del self.query[name]
+
+    def minus(self, other: "EndpointStats") -> "EndpointStats":
+        """What this has that `other` (an earlier copy of it) has not."""
+        d = self.copy()
+        d.combine(other, -1)
+        return d
+
+    def plus(self, other: "EndpointStats") -> "EndpointStats":
+        d = self.copy()
+        d.combine(other)
+        return d
+
+    def copy(self) -> "EndpointStats":
+        return EndpointStats(
+            self.count, self.ema_ms, dict(self.latency), dict(self.statuses), dict(self.content_types),
+            {k: dict(v) for k, v in self.query.items()},
+        )
 
     def percentile(self, p: float) -> float | None:
         """Latency at percentile p (0-100), in ms; None before any sample."""

@@ -25,7 +25,7 @@ import sqlite_utils
 
 log = logging.getLogger("mockstore.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Write = Callable[[sqlite_utils.Database], object]  # or (sql, row): see Store.insert
 
@@ -74,6 +74,8 @@ def migrate(db: sqlite_utils.Database) -> None:
             )
         if version < 1:
             _create_v1(db)
+        if version < 2:
+            _add_v2(db)
         db.execute(
             "insert or replace into meta (key, value) values ('schema_version', ?)",
             [str(SCHEMA_VERSION)],
@@ -117,6 +119,20 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     db.execute("create table if not exists path_templates (host text primary key, state text)")
 
 
+def _add_v2(db: sqlite_utils.Database) -> None:
+    """Model rows carry the `seq` of the write that changed them last, so each process
+    reads only what the others changed (see mockstore.sync)."""
+    for table in ("endpoints", "schemas", "path_templates"):
+        if "seq" not in {c[1] for c in db.execute(f"pragma table_info({table})")}:
+            db.execute(f"alter table {table} add column seq integer not null default 0")
+    db.execute("create index if not exists endpoints_seq on endpoints (seq)")
+    db.execute("create index if not exists schemas_seq on schemas (seq)")
+    # What a store from before had recorded, its model had counted, as far as anyone knows
+    # (the marks of mockstore.rebuild: from here on, rows after a slot's mark are uncounted).
+    for slot, top in db.execute("select id % 16, max(id) from exchanges group by id % 16").fetchall():
+        db.execute("insert or replace into meta (key, value) values (?, ?)", [f"counted.{slot}", str(top)])
+
+
 class Store:
     """One SQLite file, its migrations, and the writer thread that owns its writes."""
 
@@ -150,7 +166,8 @@ class Store:
 
     def submit(self, write: Write) -> None:
         """Queue a write (a callable given the database); it runs on the writer thread, in
-        order with every other write, batched with them in one transaction."""
+        order with every other write, batched with them in one transaction. If it returns a
+        callable, that is called once the transaction has committed (and not if it failed)."""
         self._pending.append(write)
 
     def insert(self, sql: str, params: tuple) -> None:
@@ -191,8 +208,9 @@ class Store:
             try:
                 with self.db.conn:
                     self.db.execute("begin immediate")
-                    _apply(self.db, batch)
+                    committed = _apply(self.db, batch)
                 self._failures = 0
+                _after_commit(committed)
                 return
             except sqlite3.OperationalError as e:
                 # locked by another process (a worker), or disk full: wait a little and retry
@@ -204,7 +222,9 @@ class Store:
         for write in batch:
             try:
                 with self.db.conn:
-                    _apply(self.db, [write])
+                    self.db.execute("begin immediate")
+                    committed = _apply(self.db, [write])
+                _after_commit(committed)
             except Exception as e:
                 self._failures += 1
                 if self._failures <= 5 or self._failures % 1000 == 0:
@@ -239,8 +259,10 @@ def _insert_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple]) -> None:
         conn.executemany(sql, rows[full:])
 
 
-def _apply(db: sqlite_utils.Database, batch: list) -> None:
-    """Run writes in order: callables as they are, runs of (sql, row) together (`_insert_rows`)."""
+def _apply(db: sqlite_utils.Database, batch: list) -> list[Callable]:
+    """Run writes in order: callables as they are, runs of (sql, row) together (`_insert_rows`);
+    what the callables returned to run after the commit."""
+    after = []
     i = 0
     while i < len(batch):
         item = batch[i]
@@ -251,5 +273,16 @@ def _apply(db: sqlite_utils.Database, batch: list) -> None:
                 i += 1
             _insert_rows(db.conn, sql, rows)
         else:
-            item(db)
+            done = item(db)
+            if callable(done):
+                after.append(done)
             i += 1
+    return after
+
+
+def _after_commit(callbacks: list[Callable]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("store: after a commit")

@@ -20,6 +20,7 @@ def register(cli: click.Group) -> None:
     cli.add_command(import_cmd)
     cli.add_command(export_openapi)
     cli.add_command(export_har)
+    cli.add_command(rebuild_cmd)
 
 
 class _EchoWarnings(logging.Handler):
@@ -142,3 +143,26 @@ def export_har(db_path, output):
     db.conn.close()
     if output.name != "<stdout>":
         click.echo(f"wrote {n} exchanges to {output.name}")
+
+
+@click.command(name="rebuild")
+@db_option
+def rebuild_cmd(db_path):
+    """Learn the whole model (endpoints, statistics, schemas, templates) again from the
+    recorded exchanges. Stop the proxy first: it would persist its own model over it.
+
+    \b
+    Opening a store already learns again what a killed proxy had stored but not counted;
+    this is for a model that is damaged, or was learned with other settings.
+    Example:
+      mockstore rebuild --db api.db
+    """
+    from ..rebuild import rebuild
+
+    store = open_store(db_path)
+    try:
+        n = rebuild(store)
+        endpoints = store.reader().execute("select count(*) from endpoints").fetchone()[0]
+    finally:
+        store.close()
+    click.echo(f"learned {n} recorded exchanges again: {endpoints} endpoints")
