@@ -200,6 +200,13 @@ class MockStore:
             write = self.model.persist()
             if write is not None:
                 self.store.submit(write)
+            # other workers' alerts and resolutions, ours to them; an acceptance changes the
+            # model: not while a worker thread learns (then at the next tick)
+            if self.drift is not None and self.learn_lock.acquire(blocking=False):
+                try:
+                    self.drift.sync()
+                finally:
+                    self.learn_lock.release()
 
     def catch_up(self) -> None:
         """Count and record what was learned again since the last time (`Learner.catch_up`):
@@ -386,7 +393,7 @@ class MockStore:
             learned = await asyncio.to_thread(self._learn_locked, ex, problem is None, fingerprint)
         for alert in learned.alerts:
             flows.note(f, "drift", f"{alert.kind} drift, score {alert.score}: {alert.summary}")
-            log.warning(f"mockstore drift: {learned.endpoint.id}: {alert.summary} (alert {alert.id}, seen {alert.count}x)")
+            log.warning(f"mockstore drift: {learned.endpoint.id}: {alert.summary} (alert {alert.id or 'new'}, seen {alert.count}x)")
 
     def _learn_locked(self, ex, record_body: bool, fingerprint):
         with self.learn_lock:
