@@ -439,7 +439,7 @@ class MockStore:
         if self.drift is None:
             return ["drift watching is off (mock_drift=false)"]
         return [
-            f"#{a.id} {a.endpoint} score={a.score} x{a.count}: {a.summary}"
+            f"#{a.id or 'new'} {a.endpoint} score={a.score} x{a.count}: {a.summary}"
             for a in self.drift.alerts(unresolved=True)
         ]
 

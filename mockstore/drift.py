@@ -10,8 +10,12 @@ absent or null, so they never cry wolf.
 The common case, no drift, must be cheap: a fingerprint of every shape that passed is kept per
 (endpoint, kind, status), and deepdiff only runs for a shape not seen before.
 
-The same drift (same endpoint, same finding set) is one alert whose count grows. Alerts live in
-the `drift_alerts` table; the caller's thread never writes to disk (see `mockstore.store`).
+A status is judged by what it says (see `is_behaviour`): a client error is how the API treats a
+request, learned like any answer; a gone endpoint or a server error is a changed contract.
+
+The same drift (same endpoint, same finding set) is one alert whose count grows, in every
+process sharing the store. Alerts live in the `drift_alerts` table; the caller's thread never
+writes to disk or reads it after the start (see `mockstore.store`, `DriftWatch`).
 """
 
 from __future__ import annotations
