@@ -503,14 +503,17 @@ class DriftWatch:
         holds = alert.kind == "response" and not (alert.resolved and alert.resolution == "accepted")
         for f in alert.findings:
             if f["kind"] in ENVELOPE:
-                keys = self._held.setdefault((alert.endpoint, f["kind"], str(f["actual"])), set())
+                where = (alert.endpoint, f["kind"], str(f["actual"]))
                 if holds:
-                    keys.add(alert.key)
-                else:
-                    keys.discard(alert.key)
+                    self._held.setdefault(where, set()).add(alert.key)
+                elif where in self._held:
+                    self._held[where].discard(alert.key)
+                    if not self._held[where]:
+                        del self._held[where]
 
     def _holds(self, endpoint_id: str, kind: str, value) -> bool:
-        return bool(self._held.get((endpoint_id, kind, str(value))))
+        """Whether an open (or kept) alert holds this status or content type out of the baseline."""
+        return bool(self._held) and (endpoint_id, kind, str(value)) in self._held
 
     # --- checks ---------------------------------------------------------------------
 
@@ -551,23 +554,27 @@ class DriftWatch:
         second 410 of an API gone 410 would otherwise pass as known)."""
         if endpoint.count < self.warmup:
             return []
-        eid = endpoint.id
-        findings = []
-        baseline = sorted(s for s in endpoint.statuses or {} if not self._holds(eid, "status", s))
-        behaviour = status not in baseline and is_behaviour(status)
-        if self._holds(eid, "status", status) or (baseline and status not in baseline and not behaviour):
-            findings.append({
-                "path": "status", "kind": "status", "severity": "high",
-                "expected": ", ".join(str(s) for s in baseline), "actual": status,
-            })
+        eid, findings = endpoint.id, []
+        statuses = endpoint.statuses or {}
+        new_behaviour = is_behaviour(status) and status not in statuses
+        held = self._holds(eid, "status", status)
+        if not is_behaviour(status) and (held or status not in statuses):
+            baseline = [s for s in sorted(statuses) if s != status and not self._holds(eid, "status", s)]
+            if baseline or held:
+                findings.append({
+                    "path": "status", "kind": "status", "severity": "high",
+                    "expected": ", ".join(str(s) for s in baseline), "actual": status,
+                })
         ct = (content_type or "").split(";")[0].strip().lower()
-        known = sorted(c for c in endpoint.content_types or {} if not self._holds(eid, "content_type", c))
+        known = endpoint.content_types or {}
         # a client error new to the endpoint comes with its own content type (an HTML 404 page)
-        if ct and not behaviour and (self._holds(eid, "content_type", ct) or (known and ct not in known)):
-            findings.append({
-                "path": "content-type", "kind": "content_type", "severity": "high",
-                "expected": ", ".join(known), "actual": ct,
-            })
+        if ct and known and not new_behaviour and (ct not in known or self._holds(eid, "content_type", ct)):
+            expected = [c for c in sorted(known) if c != ct and not self._holds(eid, "content_type", c)]
+            if expected or ct in known:
+                findings.append({
+                    "path": "content-type", "kind": "content_type", "severity": "high",
+                    "expected": ", ".join(expected), "actual": ct,
+                })
         return findings
 
     def _shape_findings(self, eid: str, kind: str, status: int, get_schema: Callable[[], dict | None],

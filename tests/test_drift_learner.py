@@ -133,3 +133,13 @@ def test_a_new_field_repeated_is_one_alert_counted_each_time(setup):
     assert [len(a) for a in seen] == [1, 1, 1]
     (alert,) = watch.alerts()
     assert alert.count == 3 and [f["path"] for f in alert.findings] == ["extra"]
+
+
+def test_a_changed_content_type_repeated_is_one_alert_counted_each_time(setup):
+    learner, watch, ep = setup
+    req = Request("GET", "api.example.com", "/users/1", scheme="https", port=443)
+    page = Response(200, [("content-type", "text/html")], b"<h1>maintenance</h1>")
+    seen = [learner.learn(Exchange(req, page, started=2.0 + i)).alerts for i in range(3)]
+    assert [len(a) for a in seen] == [1, 1, 1]
+    (alert,) = watch.alerts()
+    assert alert.count == 3 and alert.findings[0]["actual"] == "text/html"
