@@ -491,9 +491,10 @@ class DriftWatch:
             alert.last_seen = max(alert.last_seen, r["last_seen"] or 0.0)
             changing = (mine is not None and mine.reopen) or any(k == alert.key for k, _, _ in self._changes)
             if not changing:
+                if (alert.resolved, alert.resolution) != (bool(r["resolved"]), r["resolution"]):
+                    alert.sample = _loads(r["sample"], alert.sample)  # reopened elsewhere: its sample
                 alert.resolved, alert.resolution = bool(r["resolved"]), r["resolution"]
                 alert.merged = bool(r["merged"])
-                alert.sample = _loads(r["sample"], alert.sample)
         self._alerts[alert.id] = alert
         self._version = max(self._version, r["version"] or 0)
         self._index(alert)
