@@ -199,6 +199,13 @@ class MockStore:
         if self.model is not None and self.store is not None:
             self.catch_up()
             self.store.submit(self.model.persist())
+            # other workers' alerts and resolutions, ours to them; an acceptance changes the
+            # model: not while a worker thread learns (then at the next tick)
+            if self.drift is not None and self.learn_lock.acquire(blocking=False):
+                try:
+                    self.drift.sync()
+                finally:
+                    self.learn_lock.release()
 
     def catch_up(self) -> None:
         """Count and record what was learned again since the last time (`Learner.catch_up`):
@@ -385,7 +392,7 @@ class MockStore:
             learned = await asyncio.to_thread(self._learn_locked, ex, problem is None, fingerprint)
         for alert in learned.alerts:
             flows.note(f, "drift", f"{alert.kind} drift, score {alert.score}: {alert.summary}")
-            log.warning(f"mockstore drift: {learned.endpoint.id}: {alert.summary} (alert {alert.id}, seen {alert.count}x)")
+            log.warning(f"mockstore drift: {learned.endpoint.id}: {alert.summary} (alert {alert.id or 'new'}, seen {alert.count}x)")
 
     def _learn_locked(self, ex, record_body: bool, fingerprint):
         with self.learn_lock:
@@ -431,7 +438,7 @@ class MockStore:
         if self.drift is None:
             return ["drift watching is off (mock_drift=false)"]
         return [
-            f"#{a.id} {a.endpoint} score={a.score} x{a.count}: {a.summary}"
+            f"#{a.id or 'new'} {a.endpoint} score={a.score} x{a.count}: {a.summary}"
             for a in self.drift.alerts(unresolved=True)
         ]
 

@@ -10,13 +10,18 @@ absent or null, so they never cry wolf.
 The common case, no drift, must be cheap: a fingerprint of every shape that passed is kept per
 (endpoint, kind, status), and deepdiff only runs for a shape not seen before.
 
-The same drift (same endpoint, same finding set) is one alert whose count grows. Alerts live in
-the `drift_alerts` table; the caller's thread never writes to disk (see `mockstore.store`).
+A status is judged by what it says (see `is_behaviour`): a client error is how the API treats a
+request, learned like any answer; a gone endpoint or a server error is a changed contract.
+
+The same drift (same endpoint, same finding set) is one alert whose count grows, in every
+process sharing the store. Alerts live in the `drift_alerts` table; the caller's thread never
+writes to disk or reads it after the start (see `mockstore.store`, `DriftWatch`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import threading
@@ -53,6 +58,11 @@ SEVERITY_ORDER = ["critical", "high", "medium", "low"]
 MAX_DEPTH = 64
 MAX_SAMPLE_BYTES = 64 * 1024
 MAX_SHAPES = 256  # accepted shapes remembered per (endpoint, kind, status)
+# deepdiff 8 reports an object sharing under a third of its keys with the expected one as one
+# changed value ("$ type object->object"): every field missing or new is what drift must say.
+_DIFF_EVERY_KEY = (
+    {"threshold_to_diff_deeper": 0} if "threshold_to_diff_deeper" in inspect.signature(DeepDiff).parameters else {}
+)
 
 
 class DriftError(Exception):
@@ -68,7 +78,7 @@ def validate_options(opts: Any) -> None:
 
 @dataclass
 class Alert:
-    id: int
+    id: int | None  # given by the store when the alert is first written
     endpoint: str
     kind: str  # response | request
     status: int  # 0 for requests
@@ -278,7 +288,7 @@ def _compare_shapes(schema: dict, actual: Any) -> list[dict]:
     expected = project(schema, actual)
     if expected == actual:
         return []
-    diff = DeepDiff(expected, actual, view="tree", ignore_order=False, verbose_level=2)
+    diff = DeepDiff(expected, actual, view="tree", ignore_order=False, verbose_level=2, **_DIFF_EVERY_KEY)
     findings: dict[tuple, dict] = {}
 
     def add(path: str, kind: str, severity: str, exp: Any, act: Any) -> None:
@@ -333,28 +343,100 @@ def summarize(findings: list[dict], limit: int = 4) -> str:
 # --- the watch -------------------------------------------------------------------------
 
 
-@register_tables
-def _migrate(db) -> None:
-    db.execute(
-        """create table if not exists drift_alerts (
-            id integer primary key,
-            key text unique,                 -- endpoint + kind + status + finding set
-            endpoint text, kind text, status integer,
-            score integer, summary text,
-            findings text, sample text,      -- JSON
-            first_seen real, last_seen real, count integer,
-            resolved integer default 0, resolution text, merged integer default 0
-        )"""
-    )
-    db.execute("create index if not exists drift_alerts_endpoint on drift_alerts (endpoint)")
+# A status answers either the request or the endpoint. A bad or unauthorised request, a
+# resource that does not exist or is in conflict, a client going too fast (4xx) or a
+# conditional request (304): the API behaving as it does, learned like any other answer.
+# A method or an endpoint that is gone (405, 410), a server error (5xx), a success or a
+# redirect of another kind than before: the contract changed.
+CONTRACT_CLIENT_ERRORS = frozenset({405, 410})
+ENVELOPE = ("status", "content_type")
+
+
+def is_behaviour(status: int) -> bool:
+    """A status a learned endpoint may answer for the first time without drifting."""
+    return status == 304 or (400 <= status < 500 and status not in CONTRACT_CLIENT_ERRORS)
+
+
+def alert_key(endpoint: str, kind: str, status: int, findings: list[dict]) -> str:
+    """What makes two sightings the same drift, in every process: the endpoint, the kind,
+    the status and the finding set. A status or content type drift is keyed by what came,
+    not by the list it was compared with (which grows as the endpoint learns behaviour)."""
+    parts = [
+        [f["path"], f["kind"], str(f["actual"])] if f["kind"] in ENVELOPE
+        else [f["path"], f["kind"], str(f["expected"]), str(f["actual"])]
+        for f in findings
+    ]
+    return hashlib.sha1(_canonical([endpoint, kind, status, parts]).encode()).hexdigest()
 
 
 _COLUMNS = ("id", "key", "endpoint", "kind", "status", "score", "summary", "findings", "sample",
-            "first_seen", "last_seen", "count", "resolved", "resolution", "merged")
+            "first_seen", "last_seen", "count", "resolved", "resolution", "merged", "version")
+_CREATE = """create table drift_alerts (
+    id integer primary key autoincrement,   -- assigned by SQLite: several workers share the table
+    key text unique not null,               -- see alert_key: one row per drift, whoever saw it
+    endpoint text, kind text, status integer,
+    score integer, summary text,
+    findings text, sample text,             -- JSON
+    first_seen real, last_seen real, count integer,
+    resolved integer default 0, resolution text, merged integer default 0,
+    version integer default 0               -- the order of changes: a process reads only newer rows
+)"""
+
+
+@register_tables
+def _migrate(db) -> None:
+    db.execute("begin immediate")  # committed by `migrate`; workers may open the store at once
+    row = db.execute("select sql from sqlite_master where type = 'table' and name = 'drift_alerts'").fetchone()
+    if row is None:
+        db.execute(_CREATE)
+    elif "autoincrement" not in row[0].lower():  # before ids came from SQLite: rebuild, keep the rows
+        db.execute("alter table drift_alerts rename to drift_alerts_old")
+        db.execute(_CREATE)
+        kept = ", ".join(c for c in _COLUMNS if c != "version")
+        db.execute(f"insert into drift_alerts ({kept}, version) select {kept}, id from drift_alerts_old "
+                   "where key is not null")
+        db.execute("drop table drift_alerts_old")
+    db.execute("create index if not exists drift_alerts_endpoint on drift_alerts (endpoint)")
+    db.execute("create index if not exists drift_alerts_version on drift_alerts (version)")
+
+
+_NEXT_VERSION = "(select coalesce(max(version), 0) + 1 from drift_alerts)"
+# A sighting adds to the one row of its drift: the count sums over every process. `reopen`
+# (a drift seen again after its old shape was kept) reopens only what is still kept. Update
+# first, insert if there was no row (the writer's transaction is immediate: no one in
+# between): an upsert would spend an AUTOINCREMENT id on every update, leaving gaps.
+_ADD = f"""update drift_alerts set
+        count = count + ?1, first_seen = min(first_seen, ?2), last_seen = max(last_seen, ?3),
+        resolved = case when ?4 and resolution = 'kept' then 0 else resolved end,
+        resolution = case when ?4 and resolution = 'kept' then null else resolution end,
+        sample = case when ?4 and resolution = 'kept' then ?5 else sample end,
+        version = {_NEXT_VERSION}
+    where key = ?6"""
+_INSERT = f"""insert into drift_alerts (key, endpoint, kind, status, score, summary, findings, sample,
+        first_seen, last_seen, count, resolved, resolution, merged, version)
+    values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, null, 0, {_NEXT_VERSION})"""
+_RESOLVE = f"update drift_alerts set resolved = 1, resolution = ?, merged = ?, version = {_NEXT_VERSION} where id = ?"
+_MERGED = f"update drift_alerts set merged = 1, version = {_NEXT_VERSION} where id = ? and resolution = 'accepted'"
+
+
+@dataclass
+class _Sightings:
+    """Sightings of one drift in this process not yet added to its row."""
+
+    count: int = 0
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    reopen: bool = False
 
 
 class DriftWatch:
-    """Compares real traffic with the learned baseline and keeps the resulting alerts."""
+    """Compares real traffic with the learned baseline and keeps the resulting alerts.
+
+    Several processes (`mockstore serve --workers N`, the command line) share the alerts
+    table: each adds what it saw to the row of its drift (by `alert_key`), SQLite numbers
+    the rows, and each reads back, on the store's writer thread, the rows changed since it
+    last looked (`sync`). So counts and ids are those one process seeing it all would have.
+    An alert learns its id when its first sighting is written (a fraction of a second)."""
 
     def __init__(self, store: Store, *, warmup: int = 5):
         if warmup < 1:
@@ -362,22 +444,34 @@ class DriftWatch:
         self.store = store
         self.warmup = warmup
         self.on_accept: Callable[[Alert], None] | None = None
-        self._alerts: dict[int, Alert] = {}
+        self._alerts: dict[int, Alert] = {}  # by id, once the store numbered it
         self._by_key: dict[str, Alert] = {}
         self._ok: dict[tuple, set[str]] = {}
         self._drift_cache: dict[tuple, list[dict]] = {}
         self._checked: Counter[str] = Counter()
         self._drifted: Counter[str] = Counter()
-        self._dirty: set[int] = set()
-        self._lock = threading.Lock()
+        # (endpoint, "status" | "content_type", value) -> keys of the alerts that hold it out
+        # of the baseline: open or kept ones. Such a status stays drift however often it comes.
+        self._held: dict[tuple[str, str, str], set[str]] = {}
+        self._applied: set[str] = set()  # accepted alerts this process took into its baseline
+        self._lock = threading.RLock()
+        self._sightings: dict[str, _Sightings] = {}  # not written yet
+        self._changes: list[tuple[str, str, tuple]] = []  # (key, sql, params) not written yet
+        self._version = 0
         self._write_pending = False
         self._load()
-        self._next_id = max(self._alerts, default=0) + 1
 
     def _load(self) -> None:
         rows = self.store.reader().execute(f"select {', '.join(_COLUMNS)} from drift_alerts order by id")
         for row in rows.fetchall():
-            r = dict(zip(_COLUMNS, row))
+            alert = self._apply_row(dict(zip(_COLUMNS, row)))
+            if alert.resolved and alert.resolution == "accepted" and alert.merged:
+                self._applied.add(alert.key)  # in the learned model this store holds
+
+    def _apply_row(self, r: dict) -> Alert:
+        """Take in a row as the store has it, keeping what this process has not written yet."""
+        alert = self._by_key.get(r["key"])
+        if alert is None:
             alert = Alert(
                 id=r["id"], endpoint=r["endpoint"], kind=r["kind"], status=r["status"] or 0,
                 score=r["score"] or 0, summary=r["summary"] or "",
@@ -386,8 +480,41 @@ class DriftWatch:
                 count=r["count"] or 0, resolved=bool(r["resolved"]), resolution=r["resolution"],
                 merged=bool(r["merged"]), key=r["key"],
             )
-            self._alerts[alert.id] = alert
             self._by_key[alert.key] = alert
+        else:
+            if alert.id is not None and alert.id != r["id"]:
+                self._alerts.pop(alert.id, None)
+            mine = self._sightings.get(alert.key)
+            alert.id = r["id"]
+            alert.count = (r["count"] or 0) + (mine.count if mine else 0)
+            alert.first_seen = min(t for t in (alert.first_seen, r["first_seen"], float("inf")) if t)
+            alert.last_seen = max(alert.last_seen, r["last_seen"] or 0.0)
+            changing = (mine is not None and mine.reopen) or any(k == alert.key for k, _, _ in self._changes)
+            if not changing:
+                if (alert.resolved, alert.resolution) != (bool(r["resolved"]), r["resolution"]):
+                    alert.sample = _loads(r["sample"], alert.sample)  # reopened elsewhere: its sample
+                alert.resolved, alert.resolution = bool(r["resolved"]), r["resolution"]
+                alert.merged = bool(r["merged"])
+        self._alerts[alert.id] = alert
+        self._version = max(self._version, r["version"] or 0)
+        self._index(alert)
+        return alert
+
+    def _index(self, alert: Alert) -> None:
+        holds = alert.kind == "response" and not (alert.resolved and alert.resolution == "accepted")
+        for f in alert.findings:
+            if f["kind"] in ENVELOPE:
+                where = (alert.endpoint, f["kind"], str(f["actual"]))
+                if holds:
+                    self._held.setdefault(where, set()).add(alert.key)
+                elif where in self._held:
+                    self._held[where].discard(alert.key)
+                    if not self._held[where]:
+                        del self._held[where]
+
+    def _holds(self, endpoint_id: str, kind: str, value) -> bool:
+        """Whether an open (or kept) alert holds this status or content type out of the baseline."""
+        return bool(self._held) and (endpoint_id, kind, str(value)) in self._held
 
     # --- checks ---------------------------------------------------------------------
 
@@ -423,22 +550,32 @@ class DriftWatch:
         return self._record(endpoint.id, "request", 0, findings, value) if findings else None
 
     def _envelope_findings(self, endpoint, status: int, content_type: str) -> list[dict]:
+        """The status and content type against the baseline's: those the endpoint answered,
+        less those an open alert holds out (the model counts every status it sees, so the
+        second 410 of an API gone 410 would otherwise pass as known)."""
         if endpoint.count < self.warmup:
             return []
-        findings = []
+        eid, findings = endpoint.id, []
         statuses = endpoint.statuses or {}
-        if statuses and status not in statuses:
-            findings.append({
-                "path": "status", "kind": "status", "severity": "high",
-                "expected": ", ".join(str(s) for s in sorted(statuses)), "actual": status,
-            })
+        new_behaviour = is_behaviour(status) and status not in statuses
+        held = self._holds(eid, "status", status)
+        if not is_behaviour(status) and (held or status not in statuses):
+            baseline = [s for s in sorted(statuses) if s != status and not self._holds(eid, "status", s)]
+            if baseline or held:
+                findings.append({
+                    "path": "status", "kind": "status", "severity": "high",
+                    "expected": ", ".join(str(s) for s in baseline), "actual": status,
+                })
         ct = (content_type or "").split(";")[0].strip().lower()
         known = endpoint.content_types or {}
-        if ct and known and ct not in known:
-            findings.append({
-                "path": "content-type", "kind": "content_type", "severity": "high",
-                "expected": ", ".join(sorted(known)), "actual": ct,
-            })
+        # a client error new to the endpoint comes with its own content type (an HTML 404 page)
+        if ct and known and not new_behaviour and (ct not in known or self._holds(eid, "content_type", ct)):
+            expected = [c for c in sorted(known) if c != ct and not self._holds(eid, "content_type", c)]
+            if expected or ct in known:
+                findings.append({
+                    "path": "content-type", "kind": "content_type", "severity": "high",
+                    "expected": ", ".join(expected), "actual": ct,
+                })
         return findings
 
     def _shape_findings(self, eid: str, kind: str, status: int, get_schema: Callable[[], dict | None],
@@ -468,35 +605,42 @@ class DriftWatch:
 
     def _record(self, eid: str, kind: str, status: int, findings: list[dict], value: Any) -> Alert:
         findings = sorted(findings, key=lambda f: (SEVERITY_ORDER.index(f["severity"]), f["path"]))
-        key = hashlib.sha1(_canonical([eid, kind, status, [
-            [f["path"], f["kind"], str(f["expected"]), str(f["actual"])] for f in findings
-        ]]).encode()).hexdigest()
+        key = alert_key(eid, kind, status, findings)
         now = time.time()
-        alert = self._by_key.get(key)
-        if alert is None:
-            alert = Alert(
-                id=self._next_id, endpoint=eid, kind=kind, status=status, score=score(findings),
-                summary=summarize(findings), findings=findings, sample=_bounded_sample(value),
-                first_seen=now, last_seen=now, count=1, key=key,
-            )
-            self._next_id += 1
-            self._alerts[alert.id] = alert
-            self._by_key[key] = alert
-        else:
-            alert.count += 1
-            alert.last_seen = now
-            if alert.resolved:  # the old shape was kept, and the API still drifts from it
+        with self._lock:
+            alert = self._by_key.get(key)
+            mine = self._sightings.get(key)
+            if mine is None:
+                mine = self._sightings[key] = _Sightings(first_seen=now)
+            if alert is None:
+                alert = Alert(
+                    id=None, endpoint=eid, kind=kind, status=status, score=score(findings),
+                    summary=summarize(findings), findings=findings, sample=_bounded_sample(value),
+                    first_seen=now, last_seen=now, count=0, key=key,
+                )
+                self._by_key[key] = alert
+                self._index(alert)
+            elif alert.resolved and alert.resolution == "kept":  # the API still drifts from the kept shape
                 alert.resolved, alert.resolution, alert.merged = False, None, False
                 alert.sample = _bounded_sample(value)
-        self._drifted[eid] += 1
-        self._persist(alert)
+                mine.reopen = True
+                self._index(alert)
+            alert.count += 1
+            alert.last_seen = mine.last_seen = now
+            mine.count += 1
+            self._drifted[eid] += 1
+        self._schedule()
         return alert
 
     # --- alerts ---------------------------------------------------------------------
 
     def alerts(self, *, unresolved: bool = False, endpoint: str | None = None) -> list[Alert]:
+        """The alerts, in the order the store numbered them (those not written yet last)."""
+        with self._lock:
+            found = list(self._by_key.values())
+        found.sort(key=lambda a: (a.id is None, a.id or 0, a.first_seen))
         return [
-            a for a in self._alerts.values()
+            a for a in found
             if not (unresolved and a.resolved) and (endpoint is None or a.endpoint == endpoint)
         ]
 
@@ -510,30 +654,47 @@ class DriftWatch:
         """Close an alert. accept=True takes the new shape into the baseline (via on_accept);
         accept=False keeps the old one, so the same drift seen again reopens the alert."""
         alert = self.get(alert_id)
-        alert.resolved = True
-        alert.resolution = "accepted" if accept else "kept"
-        alert.merged = False
-        if accept and self.on_accept is not None:
-            self.on_accept(alert)
-            alert.merged = True
+        with self._lock:
+            alert.resolved = True
+            alert.resolution = "accepted" if accept else "kept"
+            alert.merged = False
+            self._applied.discard(alert.key)
+            if accept and self.on_accept is not None:
+                self.on_accept(alert)
+                alert.merged = True
+                self._applied.add(alert.key)
+            self._index(alert)
+            self._changes.append((alert.key, _RESOLVE, (alert.resolution, int(alert.merged), alert.id)))
         self.forget(alert.endpoint)
-        self._persist(alert)
+        self._schedule()
         return alert
 
     def apply_pending(self) -> int:
-        """Merge alerts accepted while no on_accept was set (e.g. from the CLI); how many."""
+        """Take into the baseline the alerts accepted elsewhere (by another worker, by the
+        command line while no on_accept was set); how many. Runs where the model is changed
+        (the proxy's event loop), never on the writer thread that reads them in."""
         if self.on_accept is None:
             return 0
-        n = 0
-        for alert in self._alerts.values():
-            if alert.resolved and alert.resolution == "accepted" and not alert.merged:
+        with self._lock:
+            pending = [a for a in self._by_key.values()
+                       if a.resolved and a.resolution == "accepted" and a.key not in self._applied]
+            for alert in pending:
                 self.on_accept(alert)
-                alert.merged = True
-                self._persist(alert)
-                n += 1
-        if n:
-            self._drift_cache.clear()
-        return n
+                self._applied.add(alert.key)
+                if not alert.merged:
+                    alert.merged = True
+                    self._changes.append((alert.key, _MERGED, (alert.id,)))
+        for alert in pending:
+            self.forget(alert.endpoint)
+        if pending:
+            self._schedule()
+        return len(pending)
+
+    def sync(self) -> None:
+        """Apply acceptances read in since the last call, and have the writer thread write
+        this process's sightings and read what others changed. Cheap: call it every second."""
+        self.apply_pending()
+        self._schedule()
 
     def forget(self, endpoint_id: str | None = None) -> None:
         """Drop cached shape verdicts (after the baseline changed other than by widening)."""
@@ -561,33 +722,48 @@ class DriftWatch:
 
     # --- persistence ----------------------------------------------------------------
 
-    def _persist(self, alert: Alert) -> None:
+    def _schedule(self) -> None:
         with self._lock:
-            self._dirty.add(alert.id)
             if self._write_pending:
                 return
             self._write_pending = True
-        self.store.submit(self._write_dirty)
+        self.store.submit(self._sync)
 
-    def _write_dirty(self, db) -> None:
+    def _sync(self, db) -> None:
+        """On the writer thread, in its transaction: add this process's sightings to their
+        rows, write its resolutions, then read back every row changed since the last time."""
         with self._lock:
-            ids, self._dirty = self._dirty, set()
             self._write_pending = False
-            rows = [_row(self._alerts[i]) for i in ids if i in self._alerts]
-        placeholders = ", ".join("?" for _ in _COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "id")
-        for row in rows:
-            db.execute(
-                f"insert into drift_alerts ({', '.join(_COLUMNS)}) values ({placeholders}) "
-                f"on conflict(id) do update set {updates}",
-                row,
-            )
-
-
-def _row(a: Alert) -> list:
-    return [a.id, a.key, a.endpoint, a.kind, a.status, a.score, a.summary,
-            json.dumps(a.findings, default=str), json.dumps(a.sample, default=str),
-            a.first_seen, a.last_seen, a.count, int(a.resolved), a.resolution, int(a.merged)]
+            sightings, self._sightings = self._sightings, {}
+            changes, self._changes = self._changes, []
+            new = {key: (self._by_key[key], s) for key, s in sightings.items()}
+        try:
+            for key, (a, s) in new.items():
+                sample = json.dumps(a.sample, default=str)
+                added = db.execute(_ADD, [s.count, s.first_seen, s.last_seen, int(s.reopen), sample, key])
+                if added.rowcount == 0:
+                    db.execute(_INSERT, [key, a.endpoint, a.kind, a.status, a.score, a.summary,
+                                         json.dumps(a.findings, default=str), sample, s.first_seen,
+                                         s.last_seen, s.count])
+            for _, sql, params in changes:
+                db.execute(sql, params)
+            rows = db.execute(
+                f"select {', '.join(_COLUMNS)} from drift_alerts where version > ? order by version",
+                [self._version],
+            ).fetchall()
+        except Exception:
+            with self._lock:  # the store retries the batch: nothing taken is lost
+                for key, (_, s) in new.items():
+                    now = self._sightings.setdefault(key, _Sightings(first_seen=s.first_seen))
+                    now.count += s.count
+                    now.first_seen = min(now.first_seen, s.first_seen)
+                    now.last_seen = max(now.last_seen, s.last_seen)
+                    now.reopen = now.reopen or s.reopen
+                self._changes[:0] = changes
+            raise
+        with self._lock:
+            for row in rows:
+                self._apply_row(dict(zip(_COLUMNS, row)))
 
 
 def _loads(text: str | None, default: Any) -> Any:

@@ -100,6 +100,8 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) == 2 and parts[0] == "users":
             if parts[1].isdigit():
                 uid = int(parts[1])
+                if VARIANT == "gone":  # the API moved away: every user is 410 Gone
+                    return self.send_json(410, {"error": "gone", "see": f"/v2/users/{uid}"})
                 if uid >= 1000:
                     return self.send_json(404, {"error": "no such user", "id": uid})
                 return self.send_json(200, user(uid))

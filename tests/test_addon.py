@@ -164,6 +164,8 @@ def test_drift_commands(db):
         await tctx.cycle(addon, drifting)
         assert drifting.metadata["mockstore"]["drift"].startswith("response drift")
         assert "source" not in drifting.metadata["mockstore"], "a real response stays real"
+        assert addon.drift_alerts()[0].startswith("#new "), "numbered by the store as it writes it"
+        addon.flush()
         (line,) = addon.drift_alerts()
         alert_id = int(line.split()[0].lstrip("#"))
         assert "user_id" in line

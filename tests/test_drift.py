@@ -150,14 +150,17 @@ def test_nested_and_array_paths(store):
 
 def test_the_same_drift_100_times_is_one_alert_with_count_100(store, learned):
     watch = DriftWatch(store)
-    alerts = {observe(watch, learned, 200, user(i, created=i)).id for i in range(100)}
+    alerts = {id(observe(watch, learned, 200, user(i, created=i))) for i in range(100)}
     assert len(alerts) == 1
     (alert,) = watch.alerts()
     assert alert.count == 100
     assert alert.last_seen >= alert.first_seen
     # a different drift is a different alert
     other = observe(watch, learned, 200, user(1, avatar="a"))
-    assert other.id != alert.id and len(watch.alerts()) == 2
+    assert other is not alert and len(watch.alerts()) == 2
+    store.flush()  # the store numbers them as it writes them
+    assert None not in (alert.id, other.id) and other.id != alert.id
+    assert watch.get(alert.id).count == 100
 
 
 def test_resolve_accepts_the_new_shape(store, learned):
@@ -166,6 +169,7 @@ def test_resolve_accepts_the_new_shape(store, learned):
     v = user(7)
     v["userId"] = v.pop("user_id")
     alert = observe(watch, learned, 200, v)
+    store.flush()  # numbered by the store
     resolved = watch.resolve(alert.id)
     assert resolved.resolved and resolved.resolution == "accepted" and resolved.merged
     assert watch.alerts(unresolved=True) == []
@@ -177,6 +181,7 @@ def test_resolve_accepts_the_new_shape(store, learned):
 def test_resolve_keep_old_reopens_on_the_same_drift(store, learned):
     watch = DriftWatch(store)
     alert = observe(watch, learned, 200, user(1, created=5))
+    store.flush()
     watch.resolve(alert.id, accept=False)
     assert watch.get(alert.id).resolution == "kept"
     again = observe(watch, learned, 200, user(2, created=6))
@@ -235,6 +240,7 @@ def test_alerts_persist_and_keep_counting(tmp_path, learned):
     assert alert.count == 3 and alert.findings[0]["path"] == "created"
     assert observe(watch, learned, 200, user(4, created=4)).count == 4
     new = observe(watch, learned, 200, user(4, avatar=1))
+    store.flush()
     assert new.id == alert.id + 1
     store.close()
     row = Store(path).reader().execute("select count, summary from drift_alerts where id = ?", [alert.id]).fetchone()
@@ -358,3 +364,107 @@ def test_cli_errors_are_clear(tmp_path, cli):
     assert out.exit_code == 1 and "no drift alert with id 9" in out.output
     out = runner.invoke(cli, ["drift", "--help"])
     assert "Example" in out.output
+
+
+# --- several processes on one store (`mockstore serve --workers N`, the command line) --------
+
+
+def sightings(watch, ep, drifts: list[tuple[str, int]]) -> None:
+    """Each (drift, times): the same drift seen that many times by this watch."""
+    for name, times in drifts:
+        for i in range(times):
+            value = user(i, created=i) if name == "retyped" else user(i, **{name: "x"})
+            assert observe(watch, ep, 200, value) is not None
+
+
+def table(watch) -> dict[str, tuple[int, int]]:
+    return {a.summary: (a.id, a.count) for a in watch.alerts()}
+
+
+def test_two_workers_add_up_to_one_process_having_seen_it_all(tmp_path, learned):
+    one = Store(tmp_path / "one.db")
+    alone = DriftWatch(one)
+    sightings(alone, learned, [("retyped", 7), ("avatar", 1), ("badge", 2)])
+    one.close()
+    expected = table(DriftWatch(Store(tmp_path / "one.db")))
+
+    path = tmp_path / "shared.db"
+    a, b = Store(path), Store(path)  # two processes' stores: each its own writer
+    wa, wb = DriftWatch(a), DriftWatch(b)
+    sightings(wa, learned, [("retyped", 3), ("avatar", 1)])  # the same drift in both, one each of its own
+    sightings(wb, learned, [("retyped", 4), ("badge", 2)])
+    for _ in range(2):  # each writes what it saw, then reads back what the other wrote
+        for w in (wa, wb):
+            w.sync()
+            w.store.flush()
+    assert table(wa) == table(wb)
+    assert {s: n for s, (_, n) in table(wa).items()} == {s: n for s, (_, n) in expected.items()}
+    assert sorted(i for i, _ in table(wa).values()) == [1, 2, 3], "numbered by SQLite, none overwritten"
+    rows = a.reader().execute("select summary, count from drift_alerts").fetchall()
+    assert dict(rows) == {s: n for s, (_, n) in expected.items()}
+
+    # a resolution made by one worker is seen by the other; the drift seen again there reopens it
+    retyped = next(al for al in wa.alerts() if al.summary.startswith("1 high"))
+    wb.resolve(retyped.id, accept=False)
+    b.flush()
+    wa.sync()
+    a.flush()
+    assert wa.get(retyped.id).resolution == "kept"
+    sightings(wa, learned, [("retyped", 1)])
+    assert not wa.get(retyped.id).resolved
+    for w in (wa, wb):
+        w.sync()
+        w.store.flush()
+    assert not wb.get(retyped.id).resolved and wb.get(retyped.id).count == 8
+    a.close()
+    b.close()
+
+
+def test_an_alert_accepted_elsewhere_joins_each_workers_baseline_once(tmp_path, learned):
+    path = tmp_path / "shared.db"
+    a = Store(path)
+    wa = DriftWatch(a)
+    merged = []
+    wa.on_accept = merged.append
+    sightings(wa, learned, [("avatar", 2)])
+    a.flush()
+    (alert,) = wa.alerts()
+    cli = Store(path)  # `mockstore drift resolve` while the proxy runs
+    DriftWatch(cli).resolve(alert.id)
+    cli.close()
+    wa.sync()  # reads the acceptance in, on the writer thread...
+    a.flush()
+    assert merged == []
+    wa.sync()  # ... and takes it into the baseline where the model lives, once
+    wa.sync()
+    a.flush()
+    assert [m.id for m in merged] == [alert.id]
+    assert a.reader().execute("select merged from drift_alerts").fetchone() == (1,)
+    a.close()
+
+
+def test_an_old_alerts_table_is_rebuilt_with_its_rows(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # the table as it was before ids came from SQLite
+        conn.execute("""create table drift_alerts (id integer primary key, key text unique,
+            endpoint text, kind text, status integer, score integer, summary text, findings text,
+            sample text, first_seen real, last_seen real, count integer, resolved integer default 0,
+            resolution text, merged integer default 0)""")
+        conn.execute("insert into drift_alerts values (7, 'k', 'GET h/x', 'response', 200, 30, 's', '[]', "
+                     "'null', 1.0, 2.0, 5, 0, null, 0)")
+    store = Store(path)
+    (alert,) = DriftWatch(store).alerts()
+    assert (alert.id, alert.count, alert.summary) == (7, 5, "s")
+    sql = store.reader().execute("select sql from sqlite_master where name = 'drift_alerts'").fetchone()[0]
+    assert "autoincrement" in sql
+    store.close()
+
+
+def test_a_body_with_every_field_renamed_names_each_field(store):
+    ep = FakeEndpoint(id="GET h/error")
+    for i in range(5):
+        ep.learn(200, {"error": "boom", "id": i})
+    alert = observe(DriftWatch(store), ep, 200, {"message": "boom"})
+    assert {(f["path"], f["kind"]) for f in alert.findings} == {("error", "missing"), ("id", "missing"), ("message", "new")}

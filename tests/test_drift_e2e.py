@@ -5,11 +5,16 @@ client, and the alerts read back with the real `mockstore drift` command line.""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
+import threading
 from urllib.parse import urlsplit
 
+import httpx
 from click.testing import CliRunner
 from conftest import MOCKSTORE
+from mitmproxy import io
+from test_workers import served  # noqa: F401  (a fixture: `mockstore serve --workers N`)
 
 from mockstore.cli import cli
 
@@ -106,9 +111,9 @@ def test_drift_alerts_resolve_and_stay_quiet(backend, proxy):
     assert after[renamed["id"]]["count"] == 100 and after[renamed["id"]]["resolution"] == "accepted"
 
 
-def test_request_drift_and_unseen_status(backend, proxy):
-    """A request body that no longer fits the learned request schema, and a status this
-    endpoint never answered, are drift too."""
+def test_request_drift_and_error_statuses(backend, proxy):
+    """A request body that no longer fits the learned request schema is drift; a 404 of a
+    learned endpoint is how the API behaves: no alert, and its body is learned for mock mode."""
     api, url = backend("base")
     p = proxy(url, mock_drift_warmup=WARMUP)
     with p.client() as c:
@@ -117,6 +122,7 @@ def test_request_drift_and_unseen_status(backend, proxy):
             assert c.get(f"/users/{i + 1}").status_code == 200
         assert c.post("/items", json={"name": "x", "qty": "many"}).status_code == 201  # forwarded all the same
         assert c.get("/users/1001").status_code == 404
+        assert c.get("/users/1002").status_code == 404
     out = p.stop()
 
     found = alerts(p.db)
@@ -124,8 +130,74 @@ def test_request_drift_and_unseen_status(backend, proxy):
     assert len(request) == 1 and request[0]["endpoint"].startswith("POST ") and request[0]["endpoint"].endswith("/items")
     assert request[0]["findings"] == [{"path": "qty", "kind": "type", "severity": "high",
                                       "expected": "integer", "actual": "string"}]
-    unseen = [a for a in found if a["endpoint"].endswith("/users/{id}")]
-    assert len(unseen) == 1 and unseen[0]["status"] == 404
-    assert [(f["kind"], f["severity"], f["actual"]) for f in unseen[0]["findings"]] == [("status", "high", 404)]
-    assert "status 404 never seen" in unseen[0]["summary"]
-    assert sum("mockstore drift:" in line for line in out.splitlines()) >= 2
+    assert not [a for a in found if a["endpoint"].endswith("/users/{id}")], found
+    assert not [line for line in out.splitlines() if "mockstore drift:" in line and "/users/" in line]
+    with sqlite3.connect(p.db) as conn:
+        (schema,) = conn.execute("select schema from schemas where endpoint like '%/users/{id}' "
+                                 "and kind = 'response' and status = 404").fetchone()
+    assert set(json.loads(schema)["properties"]) == {"error", "id"}
+
+    mock = proxy(url, mode="mock", db=p.db)
+    with mock.client() as c:
+        r = c.get("/users/2000")  # never recorded: answered from what the 404s taught
+        assert r.headers.get("x-mockstore-source") in ("adapted", "synthesized"), r.headers
+    mock.stop()
+
+
+def test_an_api_gone_410_is_one_alert_and_every_flow_is_marked(backend, proxy, tmp_path):
+    api, url = backend("base")
+    flows_file = tmp_path / "flows.mitm"
+    p = proxy(url, mock_drift_warmup=WARMUP, save_stream_file=str(flows_file))
+    get_users(p, range(1, 8))
+    api = switch_backend(api, backend, url, "gone")
+    with p.client() as c:
+        for i in range(20, 25):
+            assert c.get(f"/users/{i}").status_code == 410
+    out = p.stop()
+
+    (alert,) = alerts(p.db)
+    assert alert["status"] == 410 and alert["count"] == 5, alert
+    assert alert["summary"] == "1 high: status 410 never seen"
+    assert sum("mockstore drift:" in line for line in out.splitlines()) == 5, out[-3000:]
+    with open(flows_file, "rb") as f:
+        flows = [fl for fl in io.FlowReader(f).stream()]
+    gone = [fl for fl in flows if fl.response.status_code == 410]
+    assert len(gone) == 5 and all(fl.marked and "mockstore drift" in fl.comment for fl in gone)
+    assert not any(fl.marked for fl in flows if fl.response.status_code == 200)
+
+
+def test_two_workers_count_one_drift_together(served, backend, tmp_path):
+    """`mockstore serve --workers 2`: two processes, each with its own watch, see the same two
+    drifts; the store holds one alert per drift, numbered once, counting every sighting."""
+    api, url = backend("base")
+    db = tmp_path / "shared.db"
+    learning = served("serve", url, db, "learn", workers=1)
+    with httpx.Client(base_url=learning.url, timeout=20) as c:
+        for i in range(1, 9):
+            assert c.get(f"/users/{i}").status_code == 200
+            assert c.get(f"/users?page={i}").status_code == 200
+    learning.stop()
+
+    api = switch_backend(api, backend, url, "renamed")  # user_id -> userId, in both endpoints
+    proxy = served("serve", url, db, "learn", workers=2)
+    since = max(r[0] for r in sqlite3.connect(db).execute("select id from exchanges"))
+
+    def client(k: int) -> None:
+        for i in range(10):  # a new connection per request: the kernel spreads them over both workers
+            path = f"/users/{k * 10 + i + 1}" if k < 3 else f"/users?page={k * 10 + i}"
+            assert httpx.get(proxy.url + path, headers={"connection": "close"}, timeout=20).status_code == 200
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out = proxy.stop()
+
+    slots = {r[0] % 16 for r in sqlite3.connect(db).execute("select id from exchanges where id > ?", [since])}
+    assert slots == {0, 1}, "both workers saw the drift"
+    found = {a["endpoint"].split("/", 1)[1]: a for a in alerts(db)}
+    assert set(found) == {"users/{id}", "users"}, found
+    assert found["users/{id}"]["count"] == 30 and found["users"]["count"] == 20
+    assert sorted(a["id"] for a in found.values()) == [1, 2]
+    assert sum("mockstore drift:" in line for line in out.splitlines()) == 50, out[-3000:]
