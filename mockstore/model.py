@@ -310,9 +310,13 @@ class Model:
                     if hit is not None and hit[0] != template:
                         self._fold(host, template, hit[0])
             for ep_id, row, added, schemas in synced.endpoints:
-                ep = self.endpoints.get(ep_id)
-                if ep is None:  # one this process knows by another template (a fold)
+                ep = self.endpoints.get(ep_id) or self.endpoints.get(self._moved(ep_id))
+                if ep is None:
                     ep, _ = self.find_endpoint(row.method, row.host, row.template)
+                    if ep is not None:  # a literal here a parameter: this process folds its row
+                        self._folds.append((ep_id, ep.id))
+                        self.moved[ep_id] = ep.id
+                        ep.dirty = True
                 if ep is None:
                     ep = self.endpoints[ep_id] = Endpoint(
                         ep_id, row.host, row.method, row.template, first_seen=row.first_seen,
