@@ -14,7 +14,7 @@ from mitmproxy import http, io
 from mitmproxy.exceptions import FlowReadException
 
 from . import bodies, exchange
-from .exchange import Exchange, Request, Response, from_wire
+from .exchange import Exchange, Request, Response, from_wire, to_wire
 from .learn import Fingerprint
 
 SOURCE_HEADER = "X-Mockstore-Source"
@@ -125,7 +125,7 @@ def _body(m: http.Message, limit: int) -> tuple[bytes, str | None]:
 
 def respond(flow: http.HTTPFlow, response: Response, source: str, note: str = "") -> None:
     """Answer a flow ourselves, and say so everywhere a person or a program looks."""
-    headers = [(k.encode(), v.encode()) for k, v in response.headers if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")]
+    headers = [(to_wire(k), to_wire(v)) for k, v in response.headers if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")]
     headers.append((SOURCE_HEADER.encode(), source.encode()))
     flow.response = http.Response.make(response.status, response.body, http.Headers(headers))
     mark(flow, source, note)

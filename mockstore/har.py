@@ -28,6 +28,7 @@ import sqlite_utils
 
 from . import __version__, bodies
 from .exchange import DEFAULT_PORTS, Exchange, Headers, Request, Response, header
+from .sqltext import from_column
 
 log = logging.getLogger("mockstore.har")
 
@@ -369,7 +370,7 @@ def exchanges_from_store(db: sqlite_utils.Database) -> Iterator[Exchange]:
     ):
         scheme = scheme or "http"
         port = port or DEFAULT_PORTS.get(scheme, 80)
-        host = host or ""
+        host, method, path = from_column(host) or "", from_column(method), from_column(path)
         if host.endswith(f":{port}"):  # the column holds the authority
             host = host[: -len(f":{port}")]
         yield Exchange(
