@@ -31,7 +31,7 @@ QUERY_NAMES = 64  # query parameter names kept by name, per endpoint
 OTHER = "*"  # the pattern of names beyond QUERY_NAMES that look like nothing in particular
 _EXAMPLE = 64  # characters of a folded name kept as the pattern's example
 _TOKEN = re.compile(r"[A-Za-z0-9_\-+/=.]{20,}")
-_STRING = {"type": "string"}
+_STRING = {"type": "string"}  # shared: never changed in place
 
 
 def query_shape(name: str) -> str | None:
@@ -51,17 +51,34 @@ def query_shape(name: str) -> str | None:
     return None
 
 
+# Schemas of query values seen lately: values repeat (`page=1`, `sort=name`), and the
+# learned-again path counts every exchange's query. Schemas are shared, never changed in place.
+_VALUE_SCHEMAS: dict[str, dict] = {}
+_VALUE_SCHEMAS_MAX = 4096
+
+
+def _value_schema(value: str) -> dict:
+    schema = _VALUE_SCHEMAS.get(value)
+    if schema is None:
+        if len(_VALUE_SCHEMAS) >= _VALUE_SCHEMAS_MAX:
+            _VALUE_SCHEMAS.clear()
+        schema = _VALUE_SCHEMAS[value] = scalar_type(value)
+    return schema
+
+
 def _count_value(entry: dict, value: str) -> None:
     entry["count"] = entry.get("count", 0) + 1
     schema = entry.get("schema")
-    if schema != _STRING and schema != scalar_type(value):  # a plain string takes every value
-        entry["schema"] = {"type": "string"}
+    if schema is not _STRING:  # a plain string takes every value
+        t = _value_schema(value)
+        if t is not schema and t != schema:
+            entry["schema"] = _STRING
 
 
 def _merge_entry(into: dict, entry: dict) -> None:
     into["count"] = into.get("count", 0) + entry.get("count", 0)
     if into.get("schema") != entry.get("schema"):
-        into["schema"] = {"type": "string"}
+        into["schema"] = _STRING
 
 
 def _bucket(ms: float) -> int:
@@ -116,11 +133,11 @@ class EndpointStats:
         kept (and counted) or its new pattern made."""
         shape = query_shape(name) or (OTHER if len(self.query) >= QUERY_NAMES else None)
         if shape is None:
-            self.query[name] = {"schema": scalar_type(value), "count": 1}
+            self.query[name] = {"schema": _value_schema(value), "count": 1}
             return None
         entry = self.query_patterns.get(shape)
         if entry is None:
-            self.query_patterns[shape] = {"schema": scalar_type(value), "count": 1, "example": name[:_EXAMPLE]}
+            self.query_patterns[shape] = {"schema": _value_schema(value), "count": 1, "example": name[:_EXAMPLE]}
         return entry
 
     def _merge_query(self, names: dict, patterns: dict) -> None:
@@ -131,12 +148,12 @@ class EndpointStats:
             if mine is None:
                 shape = query_shape(name) or (OTHER if len(self.query) >= QUERY_NAMES else None)
                 if shape is None:
-                    self.query[name] = {"schema": entry.get("schema") or {"type": "string"}, "count": entry.get("count", 0)}
+                    self.query[name] = {"schema": entry.get("schema") or _STRING, "count": entry.get("count", 0)}
                     continue
                 mine = self.query_patterns.get(shape)
                 if mine is None:
                     self.query_patterns[shape] = {
-                        "schema": entry.get("schema") or {"type": "string"}, "count": entry.get("count", 0),
+                        "schema": entry.get("schema") or _STRING, "count": entry.get("count", 0),
                         "example": name[:_EXAMPLE],
                     }
                     continue

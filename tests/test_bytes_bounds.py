@@ -271,3 +271,16 @@ def test_response_cache_is_bounded_by_bytes():
     for i in range(100):
         small.put(i, Response(200, [], b"z"))
     assert len(small) <= 4
+
+
+def test_a_long_request_line_is_not_kept_for_learning_again():
+    """What `learn_again` keeps holds the parsed query: an exchange with a request line of
+    1,000 names is learned the full way each time, not kept (1,024 of them held 250 MB)."""
+    from mitmproxy.test import tflow
+
+    from mockstore import flows
+
+    f = tflow.tflow(resp=True)
+    assert flows.fingerprint(f, 65536) is not None
+    f.request.path = "/search?" + "&".join(f"f{j}=1" for j in range(1000))
+    assert flows.fingerprint(f, 65536) is None
