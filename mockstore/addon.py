@@ -24,6 +24,7 @@ from .exchange import Request
 from .learn import Learner
 from .model import Model, response_from_row
 from .schemas import SchemaModel
+from .sqltext import to_column
 from .store import Store, StoreError
 
 log = logging.getLogger("mockstore")
@@ -160,7 +161,7 @@ class MockStore:
                 row = self.store.reader().execute(
                     "select status, resp_headers, resp_body from exchanges where host = ? and method = ? "
                     "and template = ? and status = ? order by id desc limit 1",
-                    [ep.host, ep.method, ep.template, status],
+                    [to_column(ep.host), to_column(ep.method), to_column(ep.template), status],
                 ).fetchone()
             if row is not None:
                 resp = response_from_row(*row)

@@ -25,6 +25,7 @@ from . import bodies, redact
 from .exchange import Request, Response
 from .learn import body_key, request_key
 from .model import Endpoint, Model, response_from_row
+from .sqltext import from_column, to_column
 from .store import Store
 from .synth import synthesize
 
@@ -141,15 +142,15 @@ class Responder:
         rows = [r for r in self.model.recent.get(ep.id, ()) if not same_path or r[1] == req.path]
         if self.store is not None:
             sql = "select id, path, query, req_body, status from exchanges where host = ? and method = ? and template = ?"
-            args = [ep.host, ep.method, ep.template]
+            args = [to_column(ep.host), to_column(ep.method), to_column(ep.template)]
             if same_path:
                 sql += " and path = ?"
-                args.append(req.path)
+                args.append(to_column(req.path))
             seen = {r[0] for r in rows}
             for id_, path, query, req_body, status in self.store.reader().execute(sql + " order by id desc limit 50", args):
                 if id_ not in seen:
                     body = hash(body_key(req_body or b"", req.content_type))
-                    rows.append((id_, path, [tuple(p) for p in json.loads(query or "[]")], body, status))
+                    rows.append((id_, from_column(path), [tuple(p) for p in json.loads(query or "[]")], body, status))
         if not rows:
             return None
         want_query = set(redact.query(req.query) if self.redacting else req.query)

@@ -32,6 +32,17 @@ def from_wire(fields) -> Headers:
     return [(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")) for k, v in fields]
 
 
+def to_wire(text: str) -> bytes:
+    """A header name or value (or a path) as bytes again: what `from_wire` made of them, byte
+    for byte (a `caf\\xe9` that came goes back out as the one byte it was, not as UTF-8 or an
+    error). A lone surrogate no wire byte makes (a HAR's `\\ud800`) goes out as its UTF-8-like
+    bytes rather than fail the answer."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 def header(headers: Headers, name: str, default: str | None = None) -> str | None:
     """First value of a header, case-insensitively."""
     name = name.lower()

@@ -14,7 +14,7 @@ from mitmproxy import http, io
 from mitmproxy.exceptions import FlowReadException
 
 from . import bodies, exchange
-from .exchange import Exchange, Request, Response, from_wire
+from .exchange import Exchange, Request, Response, from_wire, to_wire
 from .learn import Fingerprint
 
 SOURCE_HEADER = "X-Mockstore-Source"
@@ -84,13 +84,20 @@ def timing(flow: http.HTTPFlow) -> tuple[float, float]:
     return start, max(0.0, (end - start) * 1000)
 
 
+# A request line this long (hundreds of query parameters) is all but never repeated, and what
+# `learn_again` keeps of an exchange holds its parsed query, some 20 times the line's length:
+# 1,024 of them with 1,000 names each held 250 MB.
+FINGERPRINT_PATH = 2048
+
+
 def fingerprint(flow: http.HTTPFlow, limit: int) -> Fingerprint | None:
     """What `Learner.learn_again` knows a flow with a response by: a hash of everything it
     teaches but its timing and volatile headers (request line, headers and body, response
     status, headers and body, as they came on the wire). None if a body was streamed or is
-    over `limit` bytes (hashing it would cost more than it saves)."""
+    over `limit` bytes (hashing it would cost more than it saves), or if the path is over
+    `FINGERPRINT_PATH` bytes."""
     q, s = flow.request.data, flow.response.data
-    if q.content is None or s.content is None or len(q.content) + len(s.content) > limit:
+    if q.content is None or s.content is None or len(q.content) + len(s.content) > limit or len(q.path) > FINGERPRINT_PATH:
         return None
     qh, sh = q.headers.fields, s.headers.fields
     key = hash((q.method, q.scheme, q.host, q.port, q.path, _lasting(qh), q.content, s.status_code, _lasting(sh), s.content))
@@ -125,7 +132,7 @@ def _body(m: http.Message, limit: int) -> tuple[bytes, str | None]:
 
 def respond(flow: http.HTTPFlow, response: Response, source: str, note: str = "") -> None:
     """Answer a flow ourselves, and say so everywhere a person or a program looks."""
-    headers = [(k.encode(), v.encode()) for k, v in response.headers if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")]
+    headers = [(to_wire(k), to_wire(v)) for k, v in response.headers if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")]
     headers.append((SOURCE_HEADER.encode(), source.encode()))
     flow.response = http.Response.make(response.status, response.body, http.Headers(headers))
     mark(flow, source, note)

@@ -18,7 +18,8 @@ from typing import NamedTuple
 from . import bodies, redact
 from .exchange import Exchange, Response, from_wire, is_json_type
 from .model import Endpoint, Model, match_key
-from .schemas import SchemaModel, scalar_type
+from .schemas import SchemaModel
+from .sqltext import to_column
 from .store import Store
 
 log = logging.getLogger("mockstore.learn")
@@ -260,10 +261,10 @@ class Learner:
         stored = Response(resp.status, stored_headers(resp.headers, redacting=self.redacting), resp_body)
         summary = (req.path, query, hash(body))
         self.model.add_recorded(key, exchange_id, stored, ep, summary)
-        row = (req.scheme, req.authority, req.port, req.method, req.path, json.dumps(query),
+        row = (req.scheme, to_column(req.authority), req.port, to_column(req.method), to_column(req.path), json.dumps(query),
                json.dumps(stored_headers(req.headers, redacting=self.redacting)), req_body,
                resp.status, json.dumps(stored.headers), resp_body)
-        tail = (ep.template, key, source)
+        tail = (to_column(ep.template), key, source)
         if self.store is not None:
             self.store.insert(INSERT_EXCHANGE, (exchange_id, ex.started, *row, ex.duration_ms, *tail))
         return row, tail, stored, key, summary
@@ -275,14 +276,8 @@ def _observe(ep: Endpoint, started: float, duration_ms: float, status: int, cont
     ep.first_seen = ep.first_seen or started
     ep.last_seen = max(ep.last_seen, started)
     ep.stats.add(status, duration_ms, content_type)
-    for name, value in query:
-        q = ep.stats.query.get(name)
-        if q is None:
-            ep.stats.query[name] = {"schema": scalar_type(value), "count": 1}
-        else:
-            q["count"] += 1
-            if q["schema"] != scalar_type(value):
-                q["schema"] = {"type": "string"}
+    if query:
+        ep.stats.add_query(query)
     ep.dirty = True
 
 

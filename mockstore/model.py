@@ -166,16 +166,27 @@ class StoredSchema(SchemaModel):
 
 
 class ResponseCache:
-    """Recent responses by exchange id, at most about `size` of them, in two generations:
-    new ones go to the young dict; when it is full it becomes the old one and the old one is
-    dropped; a hit in the old one moves to the young. Near LRU, with no ordering to keep up
-    and no lock (each step is atomic under the GIL): `put` runs for every recorded exchange,
-    and OrderedDict's ordering cost it ~0.7 us."""
+    """Recent responses by exchange id, at most about `size` of them and `max_bytes` of bodies,
+    in two generations: new ones go to the young dict; when it is full (half the count, or
+    half the bytes) it becomes the old one and the old one is dropped; a hit in the old one
+    moves to the young. Near LRU, with no ordering to keep up and no lock (each step is atomic
+    under the GIL): `put` runs for every recorded exchange, and OrderedDict's ordering cost it
+    ~0.7 us. Bounded by count alone, 1,500 responses of 370 KB held 540 MB; a response over
+    `max_bytes // 8` is not kept at all (it is read from the store when replayed).
 
-    def __init__(self, size: int):
+    Two threads putting at once may lose one's bytes from the young generation's sum: it is
+    off by one response at most, and starts again from zero at each turn."""
+
+    ENTRY_BYTES = 256  # what an entry costs beside its body: the Response, its headers, the dict slot
+
+    def __init__(self, size: int, max_bytes: int = 64 * 1024 * 1024):
         self.half = max(1, size // 2)
+        self.half_bytes = max(1, max_bytes // 2)
+        self.largest = max_bytes // 8
         self.young: dict[int, Response] = {}
         self.old: dict[int, Response] = {}
+        self.young_bytes = 0
+        self.old_bytes = 0
 
     def get(self, key: int) -> Response | None:
         r = self.young.get(key)
@@ -186,10 +197,27 @@ class ResponseCache:
         return r
 
     def put(self, key: int, response: Response) -> None:
+        n = len(response.body) + self.ENTRY_BYTES
+        if n > self.largest:
+            self.young.pop(key, None)  # an older, smaller response of this id is not it
+            self.old.pop(key, None)
+            return
+        if self.young_bytes + n > self.half_bytes:
+            self._turn()
         young = self.young
         young[key] = response
+        self.young_bytes += n
         if len(young) >= self.half:
-            self.old, self.young = young, {}
+            self._turn()
+
+    def _turn(self) -> None:
+        self.old, self.old_bytes, self.young, self.young_bytes = self.young, self.young_bytes, {}, 0
+
+    @property
+    def bytes(self) -> int:
+        """Bodies (and the per-entry estimate) held, counted once per generation: at most
+        `max_bytes`."""
+        return self.young_bytes + self.old_bytes
 
     def __len__(self) -> int:
         return len(self.young.keys() | self.old.keys())

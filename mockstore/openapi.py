@@ -198,6 +198,9 @@ def _operation(ep: Endpoint, op_id: str) -> dict:
             "description": f"Seen {_n(count, 'time')} in {_n(s.count, 'request')}.",
             "schema": copy.deepcopy(schema) if isinstance(schema, dict) else {"type": "string"},
         })
+    other = _other_query(s)
+    if other is not None:
+        query.append(other)
     if query:
         op["parameters"] = query
     req_schema = ep.request_schema()
@@ -209,6 +212,27 @@ def _operation(ep: Endpoint, op_id: str) -> dict:
         }
     op["responses"] = _responses(ep)
     return op
+
+
+def _other_query(s) -> dict | None:
+    """The names folded into patterns (see mockstore.stats), as one free-form parameter: a
+    form-style object, whose properties are any names, with the values' schema."""
+    patterns = s.query_patterns
+    if not patterns:
+        return None
+    schemas = [p.get("schema") for p in patterns.values() if isinstance(p, dict)]
+    schema = schemas[0] if schemas and all(x == schemas[0] for x in schemas) and isinstance(schemas[0], dict) else {"type": "string"}
+    shapes = ", ".join(
+        f"{shape} ({_n(p.get('count', 0), 'time')}, e.g. {p.get('example', '')!r})" if shape != "*" else
+        f"other names ({_n(p.get('count', 0), 'time')}, e.g. {p.get('example', '')!r})"
+        for shape, p in sorted(patterns.items()) if isinstance(p, dict)
+    )
+    name = next(n for n in ("other", "other_query", "x-other-query") if n not in s.query)
+    return {
+        "name": name, "in": "query", "required": False, "style": "form", "explode": True,
+        "description": f"Names not kept one by one: {shapes}.",
+        "schema": {"type": "object", "additionalProperties": copy.deepcopy(schema)},
+    }
 
 
 def _responses(ep: Endpoint) -> dict:

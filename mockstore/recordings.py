@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import sqlite_utils
 
 from .exchange import DEFAULT_PORTS, Exchange, Request, Response
+from .sqltext import from_column
 
 _COLUMNS = ("id, ts, scheme, host, port, method, path, query, req_headers, req_body, status, "
             "resp_headers, resp_body, duration_ms")
@@ -31,12 +32,12 @@ def exchange_from_row(ts, scheme, host, port, method, path, query, req_headers, 
                       resp_headers, resp_body, duration) -> Exchange:
     scheme = scheme or "http"
     port = port or DEFAULT_PORTS.get(scheme, 80)
-    host = _text(host) or ""
+    host = from_column(host) or ""
     if host.endswith(f":{port}"):  # the column holds the authority
         host = host[: -len(f":{port}")]
     return Exchange(
         Request(
-            method=method, host=host, path=_text(path) or "/",
+            method=from_column(method), host=host, path=from_column(path) or "/",
             query=[(k, v) for k, v in _json_list(query)],
             headers=[(k, v) for k, v in _json_list(req_headers)],
             body=bytes(req_body or b""), scheme=scheme, port=port,
@@ -45,10 +46,6 @@ def exchange_from_row(ts, scheme, host, port, method, path, query, req_headers, 
         started=ts or 0.0,
         duration_ms=duration or 0.0,
     )
-
-
-def _text(v) -> str | None:
-    return v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
 
 
 def _json_list(text) -> list:

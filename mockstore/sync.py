@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 import sqlite_utils
 
 from .paths import PathTemplates
+from .sqltext import from_column, to_column
 from .schemas import SchemaModel
 from .stats import EndpointStats
 
@@ -121,15 +122,15 @@ class Sync:
         for id_, host, method, template, first, last, stats in db.execute(
             "select id, host, method, template, first_seen, last_seen, stats from endpoints"
         ):
-            self.rows[py_text(id_)] = Row(py_text(host), method, py_text(template), first or 0.0, last or 0.0, _stats(stats))
+            self.rows[from_column(id_)] = Row(from_column(host), method, from_column(template), first or 0.0, last or 0.0, _stats(stats))
         for ep_id, kind, status, text, samples in db.execute(
             "select endpoint, kind, status, schema, samples from schemas"
         ):
-            row = self.rows.get(py_text(ep_id))
+            row = self.rows.get(from_column(ep_id))
             if row is not None:
                 row.schemas[(kind, status)] = (text, samples or 0)
         for host, state in db.execute("select host, state from path_templates"):
-            self.templates[py_text(host)] = state
+            self.templates[from_column(host)] = state
 
     # --- one persist, on the writer thread, in the writer's transaction -----------------
 
@@ -156,12 +157,12 @@ class Sync:
             for key, (text, samples) in gone.schemas.items():
                 mine = target.schemas.get(key)
                 target.schemas[key] = (text, samples) if mine is None else (unite_schemas(mine[0], text), mine[1] + samples)
-            db.execute("delete from endpoints where id = ?", [sql_text(old)])
-            db.execute("delete from schemas where endpoint = ?", [sql_text(old)])
+            db.execute("delete from endpoints where id = ?", [to_column(old)])
+            db.execute("delete from schemas where endpoint = ?", [to_column(old)])
             _write_row(db, new, target, seq)
         for authority, old, new in changes.retemplated:
             db.execute("update exchanges set template = ? where host = ? and template = ?",
-                       [sql_text(new), sql_text(authority), sql_text(old)])
+                       [to_column(new), to_column(authority), to_column(old)])
 
         for ch in changes.endpoints:
             row = _fresh(rows, ch.id)
@@ -190,7 +191,7 @@ class Sync:
                 synced.templates[host] = merged
             templates[host] = text
             db.execute(
-                "insert or replace into path_templates (host, state, seq) values (?, ?, ?)", [sql_text(host), text, seq]
+                "insert or replace into path_templates (host, state, seq) values (?, ?, ?)", [to_column(host), text, seq]
             )
         if changes.counted is not None:
             slot, counted = changes.counted
@@ -220,14 +221,14 @@ class Sync:
         for id_, host, method, template, first, last, stats in db.execute(
             "select id, host, method, template, first_seen, last_seen, stats from endpoints where seq > ?", [self.seq]
         ):
-            id_ = py_text(id_)
+            id_ = from_column(id_)
             before = rows.get(id_)
-            changed[id_] = Row(py_text(host), method, py_text(template), first or 0.0, last or 0.0, _stats(stats),
+            changed[id_] = Row(from_column(host), method, from_column(template), first or 0.0, last or 0.0, _stats(stats),
                                dict(before.schemas) if before else {})
         for ep_id, kind, status, text, samples in db.execute(
             "select endpoint, kind, status, schema, samples from schemas where seq > ?", [self.seq]
         ):
-            ep_id = py_text(ep_id)
+            ep_id = from_column(ep_id)
             row = changed.get(ep_id)
             if row is None:  # a schema row alone changed (its endpoint row did not): rare
                 if ep_id not in rows:
@@ -245,11 +246,11 @@ class Sync:
             rows[id_] = row
             synced.endpoints.append((id_, row, added, schemas))
         if folds != self.folds:  # another process folded endpoints away: their rows are gone
-            present = {py_text(r[0]) for r in db.execute("select id from endpoints")}
+            present = {from_column(r[0]) for r in db.execute("select id from endpoints")}
             for id_ in [i for i in rows if i not in present]:
                 synced.gone.append((id_, rows.pop(id_)))
         for host, state in db.execute("select host, state from path_templates where seq > ?", [self.seq]):
-            host = py_text(host)
+            host = from_column(host)
             if templates.get(host) != state:
                 templates[host] = state
                 synced.templates[host] = json.loads(state)
@@ -285,11 +286,11 @@ def _fresh(rows: dict[str, Row], ep_id: str) -> Row | None:
 
 
 def _write_row(db, ep_id: str, row: Row, seq: int) -> None:
-    key = sql_text(ep_id)
+    key = to_column(ep_id)
     db.execute(
         "insert or replace into endpoints (id, host, method, template, count, first_seen, last_seen, stats, seq) "
         "values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [key, sql_text(row.host), row.method, sql_text(row.template), row.stats.count, row.first_seen,
+        [key, to_column(row.host), row.method, to_column(row.template), row.stats.count, row.first_seen,
          row.last_seen, json.dumps(row.stats.to_json()), seq],
     )
     for (kind, status), (text, samples) in row.schemas.items():
@@ -297,20 +298,6 @@ def _write_row(db, ep_id: str, row: Row, seq: int) -> None:
             "insert or replace into schemas (endpoint, kind, status, schema, samples, seq) values (?, ?, ?, ?, ?, ?)",
             [key, kind, status, text, samples, seq],
         )
-
-
-def sql_text(s: str) -> str | bytes:
-    """Text as SQLite can hold it: a path with a raw non-UTF-8 byte (which mitmproxy gives
-    as a lone surrogate) goes in as its bytes; `py_text` turns it back."""
-    try:
-        s.encode("utf-8")
-        return s
-    except UnicodeEncodeError:
-        return s.encode("utf-8", "surrogateescape")
-
-
-def py_text(v) -> str:
-    return v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else v
 
 
 def _split_id(ep_id: str, like: Row) -> tuple[str, str, str]:

@@ -48,7 +48,7 @@ class Proc:
     def __init__(self, args: list[str], port: int, env: dict | None = None):
         self.args, self.port = args, port
         self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="backslashreplace",
             env={**os.environ, **(env or {})}, cwd=ROOT,
         )
         wait_port(port, self.proc)

@@ -12,6 +12,7 @@ import click
 
 from .. import har, imports, openapi
 from ..model import Model
+from ..sqltext import from_column
 from ..store import StoreError, connect
 from . import db_option, load_model, open_store
 
@@ -103,8 +104,8 @@ def export_openapi(db_path, output, fmt, title, api_version):
     model = load_model(db_path)
     db = connect(db_path, readonly=True)
     try:
-        schemes = dict(db.execute("select distinct host, scheme from exchanges").fetchall())
-        seen = db.execute("select distinct host, path from exchanges").fetchall()
+        schemes = {from_column(h): s for h, s in db.execute("select distinct host, scheme from exchanges")}
+        seen = [(from_column(h), from_column(p)) for h, p in db.execute("select distinct host, path from exchanges")]
     except (StoreError, sqlite3.DatabaseError) as e:
         raise click.ClickException(f"cannot read the store {db_path}: {e}") from None
     doc = openapi.to_openapi(model, title=title, version=api_version, schemes=schemes, seen_paths=seen)

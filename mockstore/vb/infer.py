@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mockstore.sqltext import from_column
 from mockstore.store import connect
 
 from .model import Field, Model, Resource, link_foreign_keys
@@ -133,7 +134,7 @@ def _seen_rows(conn, host: str, coll: str, item: str, pk: str, envelope: dict | 
         [coll, item],
     )
     for method, path, template, _status, body in cur:
-        method = str(method).upper()
+        method, path = str(from_column(method)).upper(), from_column(path)
         if method == "DELETE" and template == item:
             rows.pop(_segs(path)[-1] if _segs(path) else "", None)
             continue
