@@ -280,3 +280,17 @@ def test_a_failed_write_leaves_memory_and_json_unchanged(tmp_path, storage, enti
     if storage == "json":
         doc = json.loads((tmp_path / "vb.json").read_text())
         assert list(doc["namespaces"]["default"]["users"]) == ["1", "2"]
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "json"])
+def test_a_start_that_fails_changes_nothing(tmp_path, storage):
+    """Opening with reset and a snapshot that does not exist: refused, and the data kept
+    (the reset once committed on its own before the restore failed)."""
+    vb = open_vb(tmp_path, storage, mock_spec=SPEC)
+    call(vb, "POST", "/v2/pets", {"name": "rex"})
+    vb.close()
+    with pytest.raises(ValueError, match="no snapshot"):
+        open_vb(tmp_path, storage, mock_spec=SPEC, mock_vb_reset=True, mock_vb_snapshot="missing")
+    vb = open_vb(tmp_path, storage, mock_spec=SPEC)
+    assert [p["name"] for p in call(vb, "GET", "/v2/pets")[1]] == ["rex"]
+    vb.close()

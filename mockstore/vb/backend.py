@@ -128,15 +128,19 @@ class VirtualBackend:
         self.sessions = Sessions(sessions, session_ttl, self.storage, self._fill)
         self.fingerprint = model.fingerprint()
         with self.lock:
-            self.baseline = self.snapshots.baseline(self.fingerprint)
-            if self.baseline is None:
-                self.baseline = build_seed(model, seed)
-                self.snapshots.set_baseline(self.fingerprint, self.baseline)
-            self.sessions.forget_all()
-            if reset or not self._initialized():
-                self.reset()
-            if snapshot:
-                self.snapshot_restore(snapshot)
+            fresh = build_seed(model, seed) if self.snapshots.baseline(self.fingerprint) is None else None
+            # one transaction: workers opening one store at once seed it once, and a
+            # snapshot that cannot be restored leaves the data as it was
+            with self.storage.transaction():
+                self.baseline = self.snapshots.baseline(self.fingerprint)
+                if self.baseline is None:
+                    self.baseline = fresh if fresh is not None else build_seed(model, seed)
+                    self.snapshots.set_baseline(self.fingerprint, self.baseline)
+                self.sessions.forget_all()
+                if reset or not self._initialized():
+                    self.reset()
+                if snapshot:
+                    self.snapshot_restore(snapshot)
         self._stop = threading.Event()
         self._sweeper = None
         if sweep and (model.aging or sessions):
@@ -176,8 +180,7 @@ class VirtualBackend:
         if self.storage.kind == "sqlite":
             self.snapshots.set_state("vb_data", self.fingerprint)
         elif self.storage.kind == "json":
-            self.storage.meta["fingerprint"] = self.fingerprint
-            self.storage.save()
+            self.storage.set_meta("fingerprint", self.fingerprint)
 
     def _fill(self, ns: str) -> None:
         self.storage.load(ns, self.baseline, self.pks)

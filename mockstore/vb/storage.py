@@ -123,7 +123,7 @@ class MemoryStorage(Storage):
                     self.marks.pop(ns, None)
                 else:
                     self.marks[ns] = old
-            else:  # a dropped namespace: its tables and marks as they were
+            elif what[0] == "ns":  # a dropped namespace: its tables and marks as they were
                 self.data.pop(ns, None)
                 self.marks.pop(ns, None)
                 if old is not None:
@@ -232,6 +232,20 @@ class JsonStorage(MemoryStorage):
             raise
         if outer and self._dirty:
             self.save()
+
+    def set_meta(self, key: str, value) -> None:
+        if self._undo is not None:
+            self._undo.append((("meta", key), (key in self.meta, self.meta.get(key))))
+        self.meta[key] = value
+        self._changed()
+
+    def _rollback(self) -> None:
+        for what, (had, old) in [(w, o) for w, o in reversed(self._undo or []) if w[0] == "meta"]:
+            if had:
+                self.meta[what[1]] = old
+            else:
+                self.meta.pop(what[1], None)
+        super()._rollback()
 
     def _changed(self):
         self._dirty = True
