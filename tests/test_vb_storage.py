@@ -264,22 +264,25 @@ def test_a_lock_held_too_long_is_a_503_and_nothing_half_done(tmp_path, entities)
 def test_a_failed_write_leaves_memory_and_json_unchanged(tmp_path, storage, entities):
     """A transaction that raises puts back every row it touched, in every kind of storage."""
     vb = open_vb(tmp_path, storage, mock_entities=entities)
-    call(vb, "POST", "/users", {"email": "a@x.io"})
+    for email in ("a@x.io", "b@x.io", "c@x.io"):
+        call(vb, "POST", "/users", {"email": email})
     before = vb.dump()
     with pytest.raises(RuntimeError):
         with vb.storage.transaction():
-            vb.crud.remove("default", vb.model.resources["users"], "1")
+            vb.storage.put("default", "users", "2", {"id": 2, "email": "changed@x.io"})
+            vb.crud.remove("default", vb.model.resources["users"], "2")  # back in its place, too
+            vb.storage.put("default", "users", "1", {"id": 1, "email": "changed@x.io"})
             vb.storage.put("default", "notes", "9", {"id": 9, "text": "x"})
             vb.storage.drop("default")
             vb.storage.put("default", "users", "7", {"id": 7})
             vb.storage.raise_mark("default", "users", 40)
             raise RuntimeError("boom")
-    assert vb.dump() == before
-    assert call(vb, "POST", "/users", {"email": "b@x.io"})[1]["id"] == 2  # the mark went back too
+    assert vb.dump() == before and [u["id"] for u in before["users"]] == [1, 2, 3]
+    assert call(vb, "POST", "/users", {"email": "d@x.io"})[1]["id"] == 4  # the mark went back too
     vb.close()
     if storage == "json":
         doc = json.loads((tmp_path / "vb.json").read_text())
-        assert list(doc["namespaces"]["default"]["users"]) == ["1", "2"]
+        assert list(doc["namespaces"]["default"]["users"]) == ["1", "2", "3", "4"]
 
 
 @pytest.mark.parametrize("storage", ["sqlite", "json"])

@@ -95,8 +95,7 @@ class IdMaker:
         """The counter inside a key this rule mints (None when the rule has no counter)."""
         kind = self.rule["type"]
         if kind == "increment":
-            n = key.lstrip("-")
-            return int(key) if n.isdigit() and n.isascii() else None
+            return int(key) if key.isdecimal() else None
         if kind == "pattern" and (m := self._regex.match(key)) and m.groupdict().get("inc"):
             return int(m.group("inc"))
         return None
@@ -128,7 +127,8 @@ class IdMaker:
     def _make(self, taken: Collection[str], floor: int = 0) -> Any:
         kind = self.rule["type"]
         if kind == "increment":
-            n = max(max((n for k in taken if (n := self.counter(k)) is not None), default=0), floor) + 1
+            top = max((int(k) for k in taken if k.isdecimal()), default=0)  # int() reads any decimal
+            n = max(top, floor) + 1
             return str(n) if self.pk_type == "string" else n
         if kind == "uuid":
             return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))

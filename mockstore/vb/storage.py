@@ -94,30 +94,39 @@ class MemoryStorage(Storage):
         self._saved: set[tuple] = set()
 
     def _save(self, what: tuple) -> None:
-        """Before the first change to a table (or a namespace's marks) in a transaction,
-        keep the old one. Rows are never changed in place, so a shallow copy is enough."""
+        """Before a table is made, or a namespace's marks first change, in a transaction:
+        how to put it back (a copy of the marks, which are one number per resource)."""
         if self._undo is None or what in self._saved:
             return
         self._saved.add(what)
         ns = what[1]
         if what[0] == "table":
-            old = self.data.get(ns, {}).get(what[2])
-            self._undo.append((what, None if old is None else dict(old)))
+            self._undo.append((what, None))
         else:
             old = self.marks.get(ns)
             self._undo.append((what, None if old is None else dict(old)))
 
     def _rollback(self) -> None:
+        """Undo, newest first: each entry puts back the state just before its change."""
         for what, old in reversed(self._undo or []):
             ns = what[1]
-            if what[0] == "table":
-                tables = self.data.setdefault(ns, {})
-                if old is None:
-                    tables.pop(what[2], None)
-                else:
-                    tables[what[2]] = old
+            if what[0] == "table":  # made in the transaction
+                tables = self.data.get(ns, {})
+                tables.pop(what[2], None)
                 if not tables:
                     self.data.pop(ns, None)
+            elif what[0] == "row":  # a put: the row as it was, or none
+                table = self.data[ns][what[2]]
+                if old is None:
+                    table.pop(what[3], None)
+                else:
+                    table[what[3]] = old
+            elif what[0] == "del":  # a delete: the row, back in its place in the order
+                table = self.data[ns][what[2]]
+                items = list(table.items())
+                items.insert(old[1], (what[3], old[0]))
+                table.clear()
+                table.update(items)
             elif what[0] == "marks":
                 if old is None:
                     self.marks.pop(ns, None)
@@ -163,14 +172,21 @@ class MemoryStorage(Storage):
         return set(self.data.get(ns, {}).get(resource, {}))
 
     def put(self, ns, resource, key, row):
-        self._save(("table", ns, resource))
+        table = self.data.get(ns, {}).get(resource)
+        if self._undo is not None:
+            if table is None:
+                self._save(("table", ns, resource))
+            else:
+                self._undo.append((("row", ns, resource, key), table.get(key)))
         self._table(ns, resource)[key] = json.loads(json.dumps(row))
 
     def delete(self, ns, resource, key):
-        if key not in self.data.get(ns, {}).get(resource, {}):
+        table = self.data.get(ns, {}).get(resource, {})
+        if key not in table:
             return False
-        self._save(("table", ns, resource))
-        del self.data[ns][resource][key]
+        if self._undo is not None:
+            self._undo.append((("del", ns, resource, key), (table[key], list(table).index(key))))
+        del table[key]
         return True
 
     def drop(self, ns):
