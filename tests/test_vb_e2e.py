@@ -127,6 +127,22 @@ def test_petstore_expanded_with_snapshot_and_reset(stateful, runner):
 
 
 @pytest.mark.parametrize("runner", ["mitmdump", "serve"])
+def test_a_first_404_then_everything_works(stateful, runner):
+    """A fresh store whose first request is a 404: once, every request after it was a 500
+    (`no such table`) until a restart; and deleted ids are not handed out again."""
+    c, _, _ = stateful(EXPANDED, runner)
+    r = state(c.get("/pets/1"))
+    assert r.status_code == 404 and "not found" in r.json()["error"]
+    r = state(c.post("/pets", json={"name": "rex"}))
+    assert r.status_code == 201, r.text
+    assert state(c.get(f"/pets/{r.json()['id']}")).json()["name"] == "rex"
+    assert state(c.delete(f"/pets/{r.json()['id']}")).status_code == 204
+    assert state(c.post("/pets", json={"name": "tom"})).json()["id"] == r.json()["id"] + 1
+    r = state(c.post("/pets", json={"id": 2**63, "name": "huge"}))
+    assert (r.status_code, r.json()["field"]) == (422, "id")
+
+
+@pytest.mark.parametrize("runner", ["mitmdump", "serve"])
 def test_petstore3(stateful, runner):
     c, _, _ = stateful(PETSTORE3, runner)
     crud_petstore3(c)

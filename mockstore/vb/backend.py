@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from .entities import model_from_entities
 from .errors import HttpError
 from .model import Model, ModelError
 from .openapi import model_from_openapi
-from .seed import build_seed, load_seed_file
+from .seed import build_seed, dependency_order, load_seed_file
 from .sessions import Sessions
 from .snapshots import Snapshots, SnapshotError, check_name
 from .storage import DEFAULT, KINDS, open_storage
@@ -118,7 +119,7 @@ class VirtualBackend:
         self.max_body = max_body
         self.lock = threading.RLock()
         self.router = Router(model, host or None)
-        self.storage = open_storage(storage, db_path, json_file or None)
+        self.storage = open_storage(storage, db_path, json_file or None, resources=model.resources)
         self.conn = self.storage.conn if storage == "sqlite" else connect(db_path).conn
         self.snapshots = Snapshots(self.conn)
         self.auth = Auth(model, jwt_secret or store_secret(self.conn), jwt_lifetime)
@@ -127,15 +128,19 @@ class VirtualBackend:
         self.sessions = Sessions(sessions, session_ttl, self.storage, self._fill)
         self.fingerprint = model.fingerprint()
         with self.lock:
-            self.baseline = self.snapshots.baseline(self.fingerprint)
-            if self.baseline is None:
-                self.baseline = build_seed(model, seed)
-                self.snapshots.set_baseline(self.fingerprint, self.baseline)
-            self.sessions.forget_all()
-            if reset or not self._initialized():
-                self.reset()
-            if snapshot:
-                self.snapshot_restore(snapshot)
+            fresh = build_seed(model, seed) if self.snapshots.baseline(self.fingerprint) is None else None
+            # one transaction: workers opening one store at once seed it once, and a
+            # snapshot that cannot be restored leaves the data as it was
+            with self.storage.transaction():
+                self.baseline = self.snapshots.baseline(self.fingerprint)
+                if self.baseline is None:
+                    self.baseline = fresh if fresh is not None else build_seed(model, seed)
+                    self.snapshots.set_baseline(self.fingerprint, self.baseline)
+                self.sessions.forget_all()
+                if reset or not self._initialized():
+                    self.reset()
+                if snapshot:
+                    self.snapshot_restore(snapshot)
         self._stop = threading.Event()
         self._sweeper = None
         if sweep and (model.aging or sessions):
@@ -175,8 +180,7 @@ class VirtualBackend:
         if self.storage.kind == "sqlite":
             self.snapshots.set_state("vb_data", self.fingerprint)
         elif self.storage.kind == "json":
-            self.storage.meta["fingerprint"] = self.fingerprint
-            self.storage.save()
+            self.storage.set_meta("fingerprint", self.fingerprint)
 
     def _fill(self, ns: str) -> None:
         self.storage.load(ns, self.baseline, self.pks)
@@ -204,6 +208,11 @@ class VirtualBackend:
         except HttpError as e:
             return e.response()
         except Exception as e:  # never take the proxy down; say what happened
+            if isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e)):
+                # another writer held the store past busy_timeout; the transaction never began
+                log.warning("virtual backend: the store stayed locked on %s %s", request.method, request.path)
+                return HttpError(503, "the store is busy (another writer holds it); the request was not carried out, "
+                                      "try again", headers=[("retry-after", "1")]).response()
             log.exception("virtual backend failed on %s %s", request.method, request.path)
             return HttpError(500, f"the virtual backend failed: {type(e).__name__}: {e}").response()
 
@@ -269,26 +278,33 @@ class VirtualBackend:
             return self.snapshots.load(path, name)
 
     def seed_file(self, path: str | os.PathLike) -> int:
-        """Add a seed file's rows to the data and to the seeded state reset returns to."""
+        """Add a seed file's rows to the data and to the seeded state reset returns to.
+
+        Each row passes the check an HTTP write passes (`Crud.validate`), parents before
+        children so references can point into the same file; one bad row and nothing of
+        the file is kept (ValueError naming the resource, the row and the field)."""
         data = load_seed_file(path)
         unknown = [r for r in data if r not in self.model.resources]
         if unknown:
             raise ValueError(f"seed: unknown resource(s) {', '.join(map(repr, unknown))}; "
                              f"known: {', '.join(self.model.resources)}")
         n = 0
+        baseline = dict(self.baseline)
         with self.lock, self.storage.transaction():
-            for name, rows in data.items():
-                res = self.model.resources[name]
-                base = {str(r.get(res.pk)): r for r in self.baseline.get(name, [])}
-                for row in rows:
-                    row = dict(row)
-                    if row.get(res.pk) is None:
-                        row[res.pk] = self.crud.ids[name].next_id(self.storage.keys(DEFAULT, name) | set(base))
-                    self.storage.put(DEFAULT, name, str(row[res.pk]), row)
+            for res in dependency_order(self.model):
+                if res.name not in data:
+                    continue
+                base = {str(r.get(res.pk)): r for r in baseline.get(res.name, [])}
+                for i, row in enumerate(data[res.name], 1):
+                    try:
+                        row = self.crud.seed(DEFAULT, res, dict(row), set(base))
+                    except HttpError as e:
+                        raise ValueError(f"seed: {path}: {res.name} row {i}: {e.message}; nothing was seeded") from None
                     base[str(row[res.pk])] = row
                     n += 1
-                self.baseline[name] = list(base.values())
-            self.snapshots.set_baseline(self.fingerprint, self.baseline)
+                baseline[res.name] = list(base.values())
+            self.snapshots.set_baseline(self.fingerprint, baseline)
+        self.baseline = baseline
         return n
 
     def resources(self) -> list[dict]:

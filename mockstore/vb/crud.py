@@ -3,7 +3,9 @@
 Everything a real CRUD service enforces lives here: 404 for a missing item, 409 for a
 primary-key or unique conflict, 422 naming the field for a bad body, foreign keys checked
 on write, deletes that cascade, restrict or nullify as declared. Rows are plain dicts; the
-storage backend under it does not matter.
+storage backend under it does not matter. `validate` is the one check every written row
+passes, from an HTTP request or a seed file alike; `remove` is the one way a row goes, so
+its id is retired (never minted again) however it went.
 """
 
 from __future__ import annotations
@@ -259,9 +261,43 @@ class Crud:
                 if _same(other.get(name), row[name]):
                     raise HttpError(409, f"{name}: {row[name]!r} is already taken", name)
 
+    def _check_id(self, res: Resource, row: dict) -> None:
+        value = row.get(res.pk)
+        if value is not None and (why := self.ids[res.name].problem(value)):
+            raise HttpError(422, f"{res.pk}: {why}", res.pk)
+
     def _write(self, ns: str, res: Resource, row: dict, key: str | None) -> None:
         self._check_refs(ns, res, row)
         self._check_unique(ns, res, row, key)
+
+    def validate(self, ns: str, res: Resource, row: dict, key: str | None) -> None:
+        """What a whole row must be to be stored: its schema, an id its rule could have made,
+        references that exist, unique values (`key`: the row it replaces, if any)."""
+        check(res.write_schema(), row)
+        self._check_id(res, row)
+        self._write(ns, res, row, key)
+
+    def new_id(self, ns: str, res: Resource, taken: set[str]) -> Any:
+        return self.ids[res.name].next_id(taken, self.storage.mark(ns, res.name))
+
+    def remove(self, ns: str, res: Resource, key: str) -> bool:
+        """Delete one row and retire its id: the high-water mark rises to it."""
+        if not self.storage.delete(ns, res.name, key):
+            return False
+        n = self.ids[res.name].counter(key)
+        if n is not None and n <= 2**63 - 1:
+            self.storage.raise_mark(ns, res.name, n)
+        return True
+
+    def seed(self, ns: str, res: Resource, row: dict, taken: set[str] = frozenset()) -> dict:
+        """Store a seed file's row, checked as an HTTP write is; a row whose key exists
+        replaces it (seeding twice is not an error). `taken`: ids to keep clear of."""
+        if row.get(res.pk) is None:
+            row = {res.pk: self.new_id(ns, res, self.storage.keys(ns, res.name) | set(taken)), **row}
+        key = str(row[res.pk])
+        self.validate(ns, res, row, key)
+        self.storage.put(ns, res.name, key, row)
+        return row
 
     # --- operations ------------------------------------------------------------------
 
@@ -324,16 +360,15 @@ class Crud:
         for f in res.fields.values():
             if f.read_only and f.name != res.pk:
                 body.pop(f.name, None)
-        check(res.write_schema(), body)
         taken = self.storage.keys(ns, res.name)
         if body.get(res.pk) is not None:
             key = str(body[res.pk])
             if key in taken:
                 raise HttpError(409, f"{res.name} with {res.pk} {body[res.pk]!r} already exists", res.pk)
         else:
-            body = {res.pk: self.ids[res.name].next_id(taken), **body}
+            body = {res.pk: self.new_id(ns, res, taken), **body}
             key = str(body[res.pk])
-        self._write(ns, res, body, None)
+        self.validate(ns, res, body, None)
         self.storage.put(ns, res.name, key, body)
         return Response.make_json(status, self.public(res, body),
                                   [("location", self.location(route, res, body[res.pk]))])
@@ -347,8 +382,7 @@ class Crud:
             if (f.read_only or f.name == res.owner) and f.name in old:
                 body[f.name] = old[f.name]
         body[res.pk] = old[res.pk]
-        check(res.write_schema(), body)
-        self._write(ns, res, body, key)
+        self.validate(ns, res, body, key)
         self.storage.put(ns, res.name, key, body)
         return Response.make_json(200, self.public(res, body))
 
@@ -378,7 +412,7 @@ class Crud:
                     row[fname] = None
                     self.storage.put(ns, rname, k, row)
         for rname, k in deletes:
-            self.storage.delete(ns, rname, k)
+            self.remove(ns, self.model.resources[rname], k)
 
     def _plan(self, ns: str, res: Resource, key: str, deletes: dict, nullify: list) -> None:
         if (res.name, key) in deletes:
@@ -455,7 +489,7 @@ class Crud:
                 raise HttpError(404, f"{other.name} {route.other_key!r} is not linked to {res.name} {route.key!r}")
             self.guard("update", res, parent, user)
             for j in linked:
-                self.storage.delete(ns, rel.junction, str(j["id"]))
+                self.remove(ns, self.model.resources[rel.junction], str(j["id"]))
             return Response(204)
         raise HttpError(405, f"{m} is not allowed here", headers=[("allow", "GET, PUT, DELETE")])
 
@@ -463,6 +497,6 @@ class Crud:
         if any(_same(j.get(oc), other_value) for j in links):
             return Response.make_json(200, self.public(other, target))
         taken = self.storage.keys(ns, rel.junction)
-        jid = self.ids[rel.junction].next_id(taken)
+        jid = self.new_id(ns, self.model.resources[rel.junction], taken)
         self.storage.put(ns, rel.junction, str(jid), {"id": jid, tc: this_value, oc: other_value})
         return Response.make_json(201, self.public(other, target))

@@ -1,7 +1,10 @@
 """Primary keys the way real services mint them: counters, UUIDs, patterns, Stripe-style.
 
 A rule is parsed once per resource; `next_id` sees the keys already taken so counters
-continue after seeded rows and a collision (say, after a restart) is simply skipped.
+continue after seeded rows and a collision (say, after a restart) is simply skipped. A
+counter also continues above the resource's high-water mark (the largest counter a
+deleted or aged-out row had, kept by the storage): ids are never reused, as with SQLite's
+AUTOINCREMENT. `problem` says why a client's own id is not one this rule could have made.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from .model import ModelError
 
 _TOKEN = re.compile(r"\{(increment|timestamp|random|uuid)(?::(\d+))?\}")
 _ALNUM = string.ascii_letters + string.digits
+INT64 = (-(2**63), 2**63 - 1)
 
 
 def parse_rule(rule: Any) -> dict:
@@ -79,33 +83,68 @@ class IdMaker:
         if self.rule["type"] == "pattern":
             self._regex = _pattern_regex(self.rule["pattern"])
 
-    def next_id(self, taken: Collection[str]) -> Any:
+    def next_id(self, taken: Collection[str], floor: int = 0) -> Any:
+        """A free id; a counter starts above `floor` (the high-water mark) as well."""
         for _ in range(1000):
-            value = self._make(taken)
+            value = self._make(taken, floor)
             if str(value) not in taken:
                 return value
         raise RuntimeError("could not find a free id after 1000 attempts")
 
-    def _make(self, taken: Collection[str]) -> Any:
+    def counter(self, key: str) -> int | None:
+        """The counter inside a key this rule mints (None when the rule has no counter)."""
         kind = self.rule["type"]
         if kind == "increment":
-            n = max((int(k) for k in taken if k.lstrip("-").isdigit()), default=0) + 1
+            return int(key) if key.isdecimal() else None
+        if kind == "pattern" and (m := self._regex.match(key)) and m.groupdict().get("inc"):
+            return int(m.group("inc"))
+        return None
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` cannot be an id of this resource, or None when it can."""
+        kind = self.rule["type"]
+        if self.pk_type == "integer" and isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+            return f"{value} is out of range for an id (a 64-bit integer)"
+        text = str(value)
+        if kind == "pattern":
+            if not self._regex.match(text):
+                return f"{text!r} does not match the id pattern {self.rule['pattern']!r}"
+            n = self.counter(text)
+            if n is not None and n > INT64[1]:
+                return f"{text!r}: its counter is out of range (a 64-bit integer)"
+        elif kind == "uuid" and isinstance(value, str):
+            try:
+                uuid.UUID(text)
+            except ValueError:
+                return f"{text!r} is not a UUID"
+        elif kind == "prefixed" and not text.startswith(self.rule["prefix"]):
+            return f"{text!r} does not start with {self.rule['prefix']!r}"
+        elif kind == "increment" and isinstance(value, str) and (n := self.counter(text)) is not None \
+                and not INT64[0] <= n <= INT64[1]:
+            return f"{text!r} is out of range for an id (a 64-bit integer)"
+        return None
+
+    def _make(self, taken: Collection[str], floor: int = 0) -> Any:
+        kind = self.rule["type"]
+        if kind == "increment":
+            top = max((int(k) for k in taken if k.isdecimal()), default=0)  # int() reads any decimal
+            n = max(top, floor) + 1
             return str(n) if self.pk_type == "string" else n
         if kind == "uuid":
             return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         if kind == "prefixed":
             return self.rule["prefix"] + self._random(self.rule["length"])
-        return self._pattern(taken)
+        return self._pattern(taken, floor)
 
     def _random(self, n: int) -> str:
         return "".join(self.rng.choice(_ALNUM) for _ in range(n))
 
-    def _pattern(self, taken: Collection[str]) -> str:
+    def _pattern(self, taken: Collection[str], floor: int) -> str:
         def fill(m: re.Match) -> str:
             kind, n = m.group(1), m.group(2)
             if kind == "increment":
                 seen = [int(x.group("inc")) for k in taken if (x := self._regex.match(k))]
-                value = max(seen, default=0) + 1
+                value = max(max(seen, default=0), floor) + 1
                 return str(value).zfill(int(n)) if n else str(value)
             if kind == "timestamp":
                 self._last_ts = max(int(time.time() * 1000), self._last_ts + 1)

@@ -156,7 +156,7 @@ class Generator:
         return {}
 
 
-def _order(model: Model) -> list[Resource]:
+def dependency_order(model: Model) -> list[Resource]:
     """Parents before children, so references have rows to point at."""
     done: list[Resource] = []
     pending = list(model.resources.values())
@@ -177,7 +177,7 @@ def build_seed(model: Model, seed: int) -> dict[str, list[dict]]:
     """Rows for every resource: the declared seed rows first, then `count` generated ones."""
     data: dict[str, list[dict]] = {name: [] for name in model.resources}
     gen = Generator(seed, data, model)
-    for res in _order(model):
+    for res in dependency_order(model):
         rows = data[res.name]
         rng = random.Random(_stable(seed, res.name))
         ids = IdMaker(res.id_rule, res.pk_type, rng)

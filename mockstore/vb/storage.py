@@ -3,7 +3,23 @@
 Each backend keeps rows per namespace (the shared "default" data, or one session's copy)
 and per resource, in insertion order, keyed by the primary key as text. Querying
 (filters, sorting, paging) happens above, on plain rows, so the three behave the same.
-Callers hold the backend's lock; `transaction()` groups the writes of one request.
+Callers hold the backend's lock; `transaction()` groups the writes of one request, and in
+every kind a transaction that raises leaves nothing behind (SQLite rolls back; memory and
+JSON replay an undo log), so a refused request or seed file never half-happens.
+
+Beside the rows, each namespace keeps a high-water mark per resource: the largest counter
+an id ever had there. Ids are minted above it, so an id, once deleted or aged out, is never
+handed out again (SQLite's AUTOINCREMENT promise), whichever kind holds the rows.
+
+Why SQLite storage has its own connection rather than the store's writer thread: the
+writer batches writes and commits them later, but a virtual backend must read its own
+writes at once (a POST, then a GET of what it made, answer back to back), and its checks
+(is this key taken, does this reference exist) must read and write in one transaction.
+So it writes on its own connection, always inside BEGIN IMMEDIATE: it takes SQLite's write
+lock before it reads, waits (busy_timeout) while the writer thread or another worker
+process holds it, and commits or rolls back as a whole. Its tables are all created when
+it opens, in one committed transaction, so no request ever creates (and, failing,
+un-creates) a table.
 """
 
 from __future__ import annotations
@@ -15,13 +31,14 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from mockstore.store import connect
 
 DEFAULT = "default"
 KINDS = ("sqlite", "json", "memory")
+INT64 = (-(2**63), 2**63 - 1)
 
 
 def table_name(resource: str) -> str:
@@ -40,6 +57,8 @@ class Storage:
     def delete(self, ns: str, resource: str, key: str) -> bool: ...
     def drop(self, ns: str) -> None: ...
     def namespaces(self) -> list[str]: ...
+    def mark(self, ns: str, resource: str) -> int: ...
+    def raise_mark(self, ns: str, resource: str, n: int) -> None: ...
 
     def dump(self, ns: str, resources: list[str]) -> dict[str, list[dict]]:
         return {r: self.rows(ns, r) for r in resources}
@@ -69,6 +88,75 @@ class MemoryStorage(Storage):
 
     def __init__(self) -> None:
         self.data: dict[str, dict[str, dict[str, dict]]] = {}
+        self.marks: dict[str, dict[str, int]] = {}
+        self._depth = 0
+        self._undo: list[tuple] | None = None  # inside a transaction: how to put things back
+        self._saved: set[tuple] = set()
+
+    def _save(self, what: tuple) -> None:
+        """Before a table is made, or a namespace's marks first change, in a transaction:
+        how to put it back (a copy of the marks, which are one number per resource)."""
+        if self._undo is None or what in self._saved:
+            return
+        self._saved.add(what)
+        ns = what[1]
+        if what[0] == "table":
+            self._undo.append((what, None))
+        else:
+            old = self.marks.get(ns)
+            self._undo.append((what, None if old is None else dict(old)))
+
+    def _rollback(self) -> None:
+        """Undo, newest first: each entry puts back the state just before its change."""
+        for what, old in reversed(self._undo or []):
+            ns = what[1]
+            if what[0] == "table":  # made in the transaction
+                tables = self.data.get(ns, {})
+                tables.pop(what[2], None)
+                if not tables:
+                    self.data.pop(ns, None)
+            elif what[0] == "row":  # a put: the row as it was, or none
+                table = self.data[ns][what[2]]
+                if old is None:
+                    table.pop(what[3], None)
+                else:
+                    table[what[3]] = old
+            elif what[0] == "del":  # a delete: the row, back in its place in the order
+                table = self.data[ns][what[2]]
+                items = list(table.items())
+                items.insert(old[1], (what[3], old[0]))
+                table.clear()
+                table.update(items)
+            elif what[0] == "marks":
+                if old is None:
+                    self.marks.pop(ns, None)
+                else:
+                    self.marks[ns] = old
+            elif what[0] == "ns":  # a dropped namespace: its tables and marks as they were
+                self.data.pop(ns, None)
+                self.marks.pop(ns, None)
+                if old is not None:
+                    if old[0]:
+                        self.data[ns] = old[0]
+                    if old[1]:
+                        self.marks[ns] = old[1]
+
+    @contextlib.contextmanager
+    def transaction(self):
+        outer = self._depth == 0
+        if outer:
+            self._undo, self._saved = [], set()
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            if outer:
+                self._rollback()
+            raise
+        finally:
+            self._depth -= 1
+            if outer:
+                self._undo, self._saved = None, set()
 
     def _table(self, ns: str, resource: str) -> dict[str, dict]:
         return self.data.setdefault(ns, {}).setdefault(resource, {})
@@ -84,27 +172,52 @@ class MemoryStorage(Storage):
         return set(self.data.get(ns, {}).get(resource, {}))
 
     def put(self, ns, resource, key, row):
+        table = self.data.get(ns, {}).get(resource)
+        if self._undo is not None:
+            if table is None:
+                self._save(("table", ns, resource))
+            else:
+                self._undo.append((("row", ns, resource, key), table.get(key)))
         self._table(ns, resource)[key] = json.loads(json.dumps(row))
 
     def delete(self, ns, resource, key):
-        return self.data.get(ns, {}).get(resource, {}).pop(key, None) is not None
+        table = self.data.get(ns, {}).get(resource, {})
+        if key not in table:
+            return False
+        if self._undo is not None:
+            self._undo.append((("del", ns, resource, key), (table[key], list(table).index(key))))
+        del table[key]
+        return True
 
     def drop(self, ns):
+        if self._undo is not None:
+            # everything in the namespace goes back as one; later changes need no saving
+            had = ns in self.data or ns in self.marks
+            self._undo.append((("ns", ns), (self.data.get(ns, {}), self.marks.get(ns, {})) if had else None))
         self.data.pop(ns, None)
+        self.marks.pop(ns, None)
 
     def namespaces(self):
         return list(self.data)
 
+    def mark(self, ns, resource):
+        return self.marks.get(ns, {}).get(resource, 0)
+
+    def raise_mark(self, ns, resource, n):
+        if n > self.mark(ns, resource):
+            self._save(("marks", ns))
+            self.marks.setdefault(ns, {})[resource] = n
+
 
 class JsonStorage(MemoryStorage):
-    """Memory, saved to a readable JSON file after every change (atomically, via rename)."""
+    """Memory, saved to a readable JSON file after every change (atomically, via rename);
+    inside a transaction, once at its end, and not at all when it rolls back."""
 
     kind = "json"
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self.path = Path(path)
-        self._depth = 0
         self._dirty = False
         if self.path.exists():
             try:
@@ -116,19 +229,39 @@ class JsonStorage(MemoryStorage):
             for ns, tables in data.get("namespaces", {}).items():
                 for resource, rows in (tables or {}).items():
                     self.data.setdefault(ns, {})[resource] = dict(rows or {})
+            for ns, marks in (data.get("marks") or {}).items():
+                if isinstance(marks, dict):
+                    self.marks[ns] = {r: n for r, n in marks.items() if isinstance(n, int)}
             self.meta = data.get("meta", {})
         else:
             self.meta = {}
 
     @contextlib.contextmanager
     def transaction(self):
-        self._depth += 1
+        outer = self._depth == 0
         try:
-            yield
-        finally:
-            self._depth -= 1
-            if self._depth == 0 and self._dirty:
-                self.save()
+            with super().transaction():
+                yield
+        except BaseException:
+            if outer:
+                self._dirty = False  # rolled back: the file already holds this state
+            raise
+        if outer and self._dirty:
+            self.save()
+
+    def set_meta(self, key: str, value) -> None:
+        if self._undo is not None:
+            self._undo.append((("meta", key), (key in self.meta, self.meta.get(key))))
+        self.meta[key] = value
+        self._changed()
+
+    def _rollback(self) -> None:
+        for what, (had, old) in [(w, o) for w, o in reversed(self._undo or []) if w[0] == "meta"]:
+            if had:
+                self.meta[what[1]] = old
+            else:
+                self.meta.pop(what[1], None)
+        super()._rollback()
 
     def _changed(self):
         self._dirty = True
@@ -146,13 +279,18 @@ class JsonStorage(MemoryStorage):
         return done
 
     def drop(self, ns):
-        if ns in self.data:
+        if ns in self.data or ns in self.marks:
             super().drop(ns)
+            self._changed()
+
+    def raise_mark(self, ns, resource, n):
+        if n > self.mark(ns, resource):
+            super().raise_mark(ns, resource, n)
             self._changed()
 
     def save(self) -> None:
         self._dirty = False
-        doc = {"meta": self.meta, "namespaces": self.data}
+        doc = {"meta": self.meta, "namespaces": self.data, "marks": self.marks}
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".vb-", suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -165,26 +303,48 @@ class JsonStorage(MemoryStorage):
 
 
 class SqliteStorage(Storage):
-    """One table per resource in the store file: (ns, pk, seq, data JSON)."""
+    """One table per resource in the store file: (ns, pk, seq, data JSON); marks in vb_marks."""
 
     kind = "sqlite"
 
-    def __init__(self, db_path: str | Path) -> None:
+    def __init__(self, db_path: str | Path, resources: Iterable[str] = ()) -> None:
         self.db = connect(db_path)
         self.conn = self.db.conn
-        self._tables: set[str] = set()
+        self._tables: dict[str, str] = {}
         self._depth = 0
         self._lock = threading.RLock()
+        self.add_resources(resources)
+
+    def add_resources(self, resources: Iterable[str]) -> None:
+        """Create the tables for these resources, in one transaction of its own that commits
+        before any request can touch them (creating them inside a request's transaction would
+        undo the creation whenever the request failed)."""
+        new = {r: table_name(r) for r in resources if r not in self._tables}
+        with self._lock:
+            if self._depth:
+                raise RuntimeError("vb storage: tables are created when it opens, not inside a transaction")
+            self.conn.execute("begin immediate")
+            try:
+                self.conn.execute(
+                    "create table if not exists vb_marks (ns text not null, resource text not null, "
+                    "mark integer not null, primary key (ns, resource))"
+                )
+                for name in new.values():
+                    self.conn.execute(
+                        f'create table if not exists "{name}" (ns text not null, pk text not null, '
+                        f"seq integer not null, data text not null, primary key (ns, pk))"
+                    )
+            except BaseException:
+                self.conn.execute("rollback")
+                raise
+            self.conn.execute("commit")
+            self._tables.update(new)
 
     def _t(self, resource: str) -> str:
-        name = table_name(resource)
-        if name not in self._tables:
-            self.conn.execute(
-                f'create table if not exists "{name}" (ns text not null, pk text not null, '
-                f"seq integer not null, data text not null, primary key (ns, pk))"
-            )
-            self._tables.add(name)
-        return name
+        try:
+            return self._tables[resource]
+        except KeyError:
+            raise KeyError(f"vb storage: no table for resource {resource!r} (not opened with it)") from None
 
     def rows(self, ns, resource):
         t = self._t(resource)
@@ -224,6 +384,7 @@ class SqliteStorage(Storage):
     def drop(self, ns):
         for t in self._all_tables():
             self.conn.execute(f'delete from "{t}" where ns = ?', [ns])
+        self.conn.execute("delete from vb_marks where ns = ?", [ns])
 
     def namespaces(self):
         found: set[str] = set()
@@ -231,12 +392,23 @@ class SqliteStorage(Storage):
             found.update(r[0] for r in self.conn.execute(f'select distinct ns from "{t}"'))
         return sorted(found)
 
+    def mark(self, ns, resource):
+        r = self.conn.execute("select mark from vb_marks where ns = ? and resource = ?", [ns, resource]).fetchone()
+        return r[0] if r else 0
+
+    def raise_mark(self, ns, resource, n):
+        self.conn.execute(
+            "insert into vb_marks (ns, resource, mark) values (?, ?, ?) "
+            "on conflict (ns, resource) do update set mark = max(mark, excluded.mark)",
+            [ns, resource, n],
+        )
+
     @contextlib.contextmanager
     def transaction(self):
         with self._lock:
             outer = self._depth == 0
             if outer:
-                self.conn.execute("begin immediate")
+                self.conn.execute("begin immediate")  # the write lock first: no upgrade deadlock
             self._depth += 1
             try:
                 yield
@@ -253,9 +425,10 @@ class SqliteStorage(Storage):
         self.conn.close()
 
 
-def open_storage(kind: str, db_path: str | Path, json_path: str | Path | None = None) -> Storage:
+def open_storage(kind: str, db_path: str | Path, json_path: str | Path | None = None,
+                 resources: Iterable[str] = ()) -> Storage:
     if kind == "sqlite":
-        return SqliteStorage(db_path)
+        return SqliteStorage(db_path, resources)
     if kind == "json":
         path = Path(json_path) if json_path else Path(db_path).with_suffix(".vb.json")
         return JsonStorage(path)

@@ -1,6 +1,6 @@
 """Request bodies checked against a resource's schema, with errors that name the field.
 
-Formats are checked here (email, date, date-time, uuid, uri) rather than trusting
+Formats are checked here (email, date, date-time, uuid, uri, int32, int64) rather than trusting
 jsonschema's optional extras, so a bad email is a 422 whatever is installed.
 """
 
@@ -44,6 +44,21 @@ def _datetime(v: Any) -> bool:
 @formats.checks("uuid", raises=ValueError)
 def _uuid(v: Any) -> bool:
     return not isinstance(v, str) or bool(uuid.UUID(v))
+
+
+def _int_range(bits: int):
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def within(v: Any) -> bool:
+        if isinstance(v, int) and not isinstance(v, bool) and not low <= v <= high:
+            raise ValueError(f"out of range for a {bits}-bit integer")
+        return True
+
+    return within
+
+
+formats.checks("int32", raises=ValueError)(_int_range(32))
+formats.checks("int64", raises=ValueError)(_int_range(64))
 
 
 @formats.checks("uri")
@@ -100,6 +115,8 @@ def check(schema: dict, data: dict) -> None:
             msg = f"{'.'.join(path)} is required"
         else:
             msg = f"{'.'.join(path) or 'body'}: {e.message}"
+            if e.validator == "format" and e.cause is not None:
+                msg += f" ({e.cause})"
         listed.append({"field": ".".join(path) or None, "message": msg[:300]})
     first = listed[0]
     raise HttpError(422, first["message"], first["field"], errors=listed)
