@@ -195,6 +195,8 @@ class Pool:
                 self.listened(w)
             else:  # EOF: it exited before listening; poll() says how
                 self.close_pipe(w)
+        if self.stopping:  # a Ctrl-C reaches the workers too: their exits are no deaths
+            return None
         now = time.monotonic()
         for w in self.workers:
             if w.proc is not None and w.proc.poll() is not None:

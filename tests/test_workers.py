@@ -3,6 +3,7 @@ same answers, and several workers learning into one store at once lose nothing."
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from conftest import ADDON, MITMDUMP, MOCKSTORE, ROOT, free_port, no_proxy_env, wait_port
-from mockstore.workers import WorkersError, check_port
+from mockstore.workers import STEADY, Pool, WorkersError, check_port
 
 
 class Served:
@@ -337,3 +338,20 @@ def test_a_worker_that_cannot_start_again_ends_the_pool(served, tmp_path):
     assert out.count("cannot open the store") == 3, out
     assert "exited before listening 3 times in a row (exit code 1); stopping the others" in out
     assert all(gone(w) for w in workers)
+
+
+def test_the_back_off_doubles_while_a_worker_keeps_dying_and_starts_over_once_it_held():
+    pool = Pool({}, 2, io.StringIO())
+    pool.serving = True
+    w = pool.workers[1]
+
+    class Dead:
+        returncode, pid = -9, 1234
+
+    for expected in (0.5, 1, 2, 4, 8, 8):
+        w.proc, w.listening_since = Dead(), time.monotonic()  # it listened, then died at once
+        assert pool.died(w) is None
+        assert w.delay == expected and w.due is not None
+    w.proc, w.listening_since = Dead(), time.monotonic() - STEADY  # it held a while
+    assert pool.died(w) is None and w.delay == 0.5
+    assert "worker 1 (pid 1234) exited (killed by SIGKILL); starting it again in 0.5 s" in pool.out.getvalue()
