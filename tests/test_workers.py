@@ -267,7 +267,7 @@ def test_a_killed_worker_is_replaced_and_only_its_connections_fail(served, tmp_p
     assert len(workers) == 2
     load = Load(proxy.url)
     try:
-        load.wait_answers(300)
+        load.wait_answers(150)
         held = {w: client_ports(w, proxy.port) for w in workers}
         victim = max(workers, key=lambda w: len(held[w]))
         survivor = next(w for w in workers if w != victim)
@@ -276,9 +276,11 @@ def test_a_killed_worker_is_replaced_and_only_its_connections_fail(served, tmp_p
         wait_for(lambda: "listening again" in proxy.output())
         restarted_at = time.monotonic()
         answered = load.answers
-        load.wait_answers(answered + 300)
+        load.wait_answers(answered + 150)
     finally:
         load.stop()
+    print(f"held {len(held[victim])} of {sum(map(len, held.values()))} connections; {len(load.errors)} errors; "
+          f"back after {restarted_at - killed_at:.1f} s; {load.answers} answers: {load.errors}")
     assert held[victim], held
     assert load.errors, "the killed worker's connections were reset"
     assert len(load.errors) <= len(held[victim]), load.errors
