@@ -3,6 +3,7 @@ same answers, and several workers learning into one store at once lose nothing."
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from conftest import ADDON, MITMDUMP, MOCKSTORE, ROOT, free_port, no_proxy_env, wait_port
-from mockstore.workers import WorkersError, check_port
+from mockstore.workers import STEADY, Pool, WorkersError, check_port
 
 
 class Served:
@@ -166,14 +167,193 @@ def test_workers_refuse_a_taken_port(tmp_path):
         check_port("127.0.0.1", 0)
 
 
-def test_workers_stop_together_when_one_dies(served, backend, tmp_path):
+# --- the pool: a dead worker is replaced, a stopped pool stops every worker ---------------------
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def client_ports(pid: int, port: int) -> set[int]:
+    """The client ports of the established connections to `port` that process `pid` holds."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        local, remote, state, inode = f[1], f[2], f[3], f[9]
+        if inode in inodes and state == "01" and int(local.split(":")[1], 16) == port:
+            ports.add(int(remote.split(":")[1], 16))
+    return ports
+
+
+def wait_for(what, timeout: float = 25.0, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while not (result := what()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+    return result
+
+
+class Load:
+    """Client threads, each on one keep-alive connection at a time (httpx), asking until
+    stopped; each error is kept with the client port of the connection it happened on."""
+
+    def __init__(self, url: str, threads: int = 8):
+        self.url, self.answers, self.errors = url, 0, []
+        self.lock, self.stopped = threading.Lock(), threading.Event()
+        self.threads = [threading.Thread(target=self._client, args=(k,)) for k in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _client(self, k: int) -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        with httpx.Client(base_url=self.url, timeout=10, limits=limits) as c:
+            port, i = None, 0
+            while not self.stopped.is_set():
+                i += 1
+                try:
+                    r = c.get(f"/users/{k}/{i}")
+                    port = r.extensions["network_stream"].get_extra_info("client_addr")[1]
+                    assert r.headers.get("x-mockstore-source") == "not-found", r.headers
+                    with self.lock:
+                        self.answers += 1
+                except httpx.TransportError as e:
+                    with self.lock:
+                        self.errors.append((time.monotonic(), port, repr(e)))
+                    port = None
+
+    def wait_answers(self, n: int) -> None:
+        wait_for(lambda: self.answers >= n)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for t in self.threads:
+            t.join(timeout=20)
+
+
+def connected_workers(url: str, port: int, workers: list[int], n: int = 16) -> dict[int, int]:
+    """Open n connections at once, each answered once; how many each worker holds."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+    try:
+        for s in socks:
+            s.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        for s in socks:
+            assert s.recv(65536).startswith(b"HTTP/1.1 404")
+        return {w: len(client_ports(w, port)) for w in workers}
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_a_killed_worker_is_replaced_and_only_its_connections_fail(served, tmp_path):
+    """kill -9 one worker under load: the parent starts it again, the pool serves from both
+    again, and the only client errors are on the connections the killed worker held."""
+    proxy = served("serve", "http://127.0.0.1:9", tmp_path / "m.db", "mock", workers=2)
+    workers = children(proxy.proc.pid)
+    assert len(workers) == 2
+    load = Load(proxy.url)
+    try:
+        load.wait_answers(150)
+        held = {w: client_ports(w, proxy.port) for w in workers}
+        victim = max(workers, key=lambda w: len(held[w]))
+        survivor = next(w for w in workers if w != victim)
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_for(lambda: "listening again" in proxy.output())
+        restarted_at = time.monotonic()
+        answered = load.answers
+        load.wait_answers(answered + 150)
+    finally:
+        load.stop()
+    print(f"held {len(held[victim])} of {sum(map(len, held.values()))} connections; {len(load.errors)} errors; "
+          f"back after {restarted_at - killed_at:.1f} s; {load.answers} answers: {load.errors}")
+    assert held[victim], held
+    assert load.errors, "the killed worker's connections were reset"
+    assert len(load.errors) <= len(held[victim]), load.errors
+    assert {port for _, port, _ in load.errors} <= held[victim], (load.errors, held)
+    assert all(killed_at <= t < restarted_at for t, _, _ in load.errors), "no error once it is back"
+    now = children(proxy.proc.pid)
+    assert survivor in now and victim not in now and len(now) == 2, (workers, now)
+    replacement = next(w for w in now if w != survivor)
+    out = proxy.output()
+    assert f"(pid {victim}) exited (killed by SIGKILL); starting it again" in out
+    assert f"listening again (pid {replacement})" in out
+    spread = connected_workers(proxy.url, proxy.port, now)
+    assert all(spread.values()), f"both workers take connections again: {spread}"
+
+
+def test_a_stopped_pool_stops_every_worker_cleanly(served, backend, tmp_path):
+    """SIGTERM to the parent: each worker closes its store on the way out and exits 0 (the
+    parent says of any that did not), and the parent exits 0."""
     _, api = backend()
-    proxy = served("serve", api, tmp_path / "w.db", "learn", workers=2)
-    children = Path(f"/proc/{proxy.proc.pid}/task/{proxy.proc.pid}/children").read_text().split()
-    assert len(children) == 2
-    os.kill(int(children[1]), signal.SIGKILL)
-    proxy.proc.wait(timeout=30)
-    assert proxy.proc.returncode != 0
-    assert "a worker exited" in proxy.output()
-    for pid in children:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    db = tmp_path / "w.db"
+    proxy = served("serve", api, db, "learn", workers=2)
+    workers = children(proxy.proc.pid)
+    for i in range(30):
+        assert httpx.get(f"{proxy.url}/users/{i}", headers={"connection": "close"}, timeout=20).status_code == 200
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert proxy.proc.wait(timeout=30) == 0, proxy.output()
+    assert all(gone(w) for w in workers)
+    out = proxy.output()
+    assert "starting it again" not in out and "stopped with" not in out and "did not stop" not in out, out
+    assert len(exchanges(db)) == 30
+
+
+def test_workers_of_a_killed_parent_stop(served, tmp_path):
+    """No orphan keeps a socket in the port's group once the parent is gone, even by SIGKILL."""
+    proxy = served("serve", "http://127.0.0.1:9", tmp_path / "m.db", "mock", workers=2)
+    workers = children(proxy.proc.pid)
+    proxy.proc.kill()
+    proxy.proc.wait()
+    wait_for(lambda: all(gone(w) for w in workers), timeout=20)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=2).close()
+
+
+def test_a_worker_that_cannot_start_again_ends_the_pool(served, tmp_path):
+    """A replacement that dies before listening is tried again, with a back-off, a few
+    times; then the pool stops and exits with its error, rather than loop forever."""
+    db = tmp_path / "m.db"
+    proxy = served("serve", "http://127.0.0.1:9", db, "mock", workers=2)
+    workers = children(proxy.proc.pid)
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"not a database " * 512)
+    os.replace(broken, db)  # the running workers keep the file they opened; a new one cannot
+    os.kill(workers[1], signal.SIGKILL)
+    code = proxy.proc.wait(timeout=60)
+    out = proxy.output()
+    assert code == 1, out
+    assert out.count("cannot open the store") == 3, out
+    assert "exited before listening 3 times in a row (exit code 1); stopping the others" in out
+    assert all(gone(w) for w in workers)
+
+
+def test_the_back_off_doubles_while_a_worker_keeps_dying_and_starts_over_once_it_held():
+    pool = Pool({}, 2, io.StringIO())
+    pool.serving = True
+    w = pool.workers[1]
+
+    class Dead:
+        returncode, pid = -9, 1234
+
+    for expected in (0.5, 1, 2, 4, 8, 8):
+        w.proc, w.listening_since = Dead(), time.monotonic()  # it listened, then died at once
+        assert pool.died(w) is None
+        assert w.delay == expected and w.due is not None
+    w.proc, w.listening_since = Dead(), time.monotonic() - STEADY  # it held a while
+    assert pool.died(w) is None and w.delay == 0.5
+    assert "worker 1 (pid 1234) exited (killed by SIGKILL); starting it again in 0.5 s" in pool.out.getvalue()
