@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from .learn import Learner
 from .model import Model, response_from_row
 from .schemas import SchemaModel
 from .sqltext import to_column
-from .store import Store, StoreError
+from .store import ReadOnlyStoreError, Store, StoreError, readonly_for, remove_files
 
 log = logging.getLogger("mockstore")
 
@@ -54,6 +55,8 @@ class MockStore:
         self._warned: set[str] = set()
         self.upstream_timeout = 10.0
         self._mode, self._max_body, self._chaos_on = "learn", 1024 * 1024, True
+        self._good_db: str | None = None  # the store of the last update that went through
+        self._undoing = False  # mitmproxy is undoing an update that failed
 
     # --- options -----------------------------------------------------------------------
 
@@ -68,6 +71,13 @@ class MockStore:
         loader.add_option("mock_worker", int, 0, "Worker slot (0-15) when several proxy processes share one store.")
         for name, typespec, default, help in drift.OPTIONS + chaosrules.OPTIONS + vb.OPTIONS:
             loader.add_option(name, typespec, default, help)
+        loader.master.options.errored.connect(self._options_failed)
+        _script_errors_in_one_line()
+
+    def _options_failed(self, exc) -> None:
+        """mitmproxy undoes a failed update by configuring again with the options from before
+        it: when that brings back the default store, which nothing had opened, open nothing."""
+        self._undoing = True
 
     def configure(self, updated):
         o = ctx.options
@@ -88,9 +98,26 @@ class MockStore:
                 module.validate_options(o)
             except ValueError as e:
                 raise exceptions.OptionsError(str(e)) from None
+        undoing, self._undoing = self._undoing, False
         reopened = "mock_db" in updated and o.mock_db != self.db_path
+        if reopened and undoing and o.mock_db != self._good_db:
+            return  # the failed update had opened nothing before it, nor does its undoing
         if reopened:
             self._open(o.mock_db, o.mock_worker)
+        elif self.store is not None and self.store.readonly and "mock_mode" in updated:
+            _check_mode(o.mock_mode, self.store)
+        if self.store is None:
+            return  # nothing to serve from or learn into: every update below needs the store
+        try:
+            self._configure_store(updated, reopened)
+        except exceptions.OptionsError:
+            if reopened:
+                self.abandon()
+            raise
+        self._good_db = self.db_path
+
+    def _configure_store(self, updated, reopened: bool) -> None:
+        o = ctx.options
         if reopened or updated & {"mock_drift", "mock_drift_warmup"}:
             self.drift = drift.DriftWatch(self.store, warmup=o.mock_drift_warmup) if o.mock_drift else None
             if self.drift is not None:
@@ -98,7 +125,10 @@ class MockStore:
                 self.drift.apply_pending()
         if reopened or updated & {"mock_seed", "mock_latency", "mock_redact", "mock_drift", "mock_drift_warmup"}:
             self.catch_up()  # what the learner replaced has queued
-            self.learner = Learner(self.model, self.store, redacting=o.mock_redact, drift=self.drift)
+            # a read-only store learns nothing: serving from it is all it is open for
+            self.learner = None if self.store.readonly else Learner(
+                self.model, self.store, redacting=o.mock_redact, drift=self.drift
+            )
             self.responder = Responder(
                 self.model, self.store, seed=o.mock_seed, latency=o.mock_latency == "learned", redacting=o.mock_redact
             )
@@ -117,20 +147,33 @@ class MockStore:
 
     def _open(self, path: str, slot: int) -> None:
         try:
-            store = Store(path)
-            model = Model.load(store.db, slot=slot)
-            rebuild.catch_up(store, model, slot)
+            store = Store(path, readonly=readonly_for(self._mode))
+        except ReadOnlyStoreError as e:
+            raise exceptions.OptionsError(
+                f"mock_db: {e}; mock_mode={self._mode} writes to it: use mock or replay mode, or a store that can be written"
+            ) from None
         except StoreError as e:
             raise exceptions.OptionsError(f"mock_db: {e}") from None
+        try:
+            model = Model.load(store.db, slot=slot)
+            rebuild.catch_up(store, model, slot)
+        except (StoreError, sqlite3.Error) as e:
+            store.close()
+            raise exceptions.OptionsError(f"mock_db: cannot read the store {path}: {e}") from None
         self.close()
         self.store, self.model, self.db_path = store, model, path
         log.info(f"mockstore: {path}: {len(model.endpoints)} endpoints, {len(model.recorded)} recorded requests")
+        if store.readonly:
+            log.warning(f"mockstore: {store.readonly_reason}: serving from it, learning nothing")
 
     def _open_vb(self, opts: dict) -> None:
         try:
             backend = vb.VirtualBackend.from_options(opts, self.db_path, ctx.options.mock_seed)
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
+        except (StoreError, sqlite3.Error) as e:  # it keeps its state in the store
+            hint = "; set mock_vb_storage=memory to serve it from a read-only store" if self.store.readonly else ""
+            raise exceptions.OptionsError(f"virtual backend: {e}{hint}") from None
         if self.vb is not None:
             self.vb.close()
         self.vb = backend
@@ -171,6 +214,11 @@ class MockStore:
 
     # --- lifecycle ---------------------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        """mitmproxy told it `running`: from then on it is told `done` as well."""
+        return self._persister is not None
+
     def running(self):
         if self._persister is None:
             self._persister = asyncio.get_running_loop().create_task(self._persist_forever())
@@ -185,19 +233,31 @@ class MockStore:
             self._persister.cancel()
         self.close()
 
+    def abandon(self) -> None:
+        """Stop before serving (options refused, the proxy not started): leave nothing
+        behind, the store closed, and removed if this opened it new."""
+        store = self.store
+        self.close()
+        self.model = self.learner = self.responder = self.drift = self.chaos = None
+        self.db_path = None
+        if store is not None and store.created:
+            remove_files(store.path)
+
     def close(self) -> None:
         if self.chaos is not None:
             self.chaos.rules.flush_counters()
         if self.vb is not None:
             self.vb.close()
             self.vb = None
+        if self.model is not None:
+            self.model.recorded.close()  # its connections would keep the WAL from folding in
         if self.store is not None:
             self.persist()
             self.store.close()
             self.store = None
 
     def persist(self) -> None:
-        if self.model is not None and self.store is not None:
+        if self.model is not None and self.store is not None and not self.store.readonly:
             self.catch_up()
             self.store.submit(self.model.persist())
             # other workers' alerts and resolutions, ours to them; an acceptance changes the
@@ -486,6 +546,31 @@ class MockStore:
     def source(self, flows_: Sequence[flow.Flow]) -> Sequence[str]:
         """Where each flow's response came from (real, recorded, synthesized, ...)."""
         return [f.metadata.get(flows.META_KEY, {}).get("source", "real") for f in flows_]
+
+
+def _check_mode(mode: str, store: Store) -> None:
+    if readonly_for(mode) is False:
+        raise exceptions.OptionsError(
+            f"mock_mode={mode} writes to the store, and {store.readonly_reason}: use mock or replay "
+            f"mode, or a store that can be written"
+        )
+
+
+def _script_errors_in_one_line() -> None:
+    """mitmdump logs an error in a script's first `configure` with its traceback, an
+    OptionsError too, which is a message for the user (a store that cannot be opened): that
+    one is logged as its one line."""
+    script_log = logging.getLogger("mitmproxy.addons.script")
+    if not any(isinstance(f, _OptionsErrorLine) for f in script_log.filters):
+        script_log.addFilter(_OptionsErrorLine())
+
+
+class _OptionsErrorLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, exceptions.OptionsError):
+            record.msg, record.args, record.exc_info = f"{record.getMessage()}: {exc}", (), None
+        return True
 
 
 def _positive_seconds(text: str) -> float:

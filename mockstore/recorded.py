@@ -17,6 +17,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
+from .store import StoreError, connect
+
 CACHE_KEYS = 16_384
 
 _EMPTY: tuple[int, ...] = ()
@@ -30,6 +32,8 @@ class RecordedIndex:
         self._stored: OrderedDict[int, tuple[int, ...]] = OrderedDict()  # the store's, LRU
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []  # every thread's, for close()
+        self._closed = False
 
     # --- the mapping API the model and the responder use ------------------------------
 
@@ -109,10 +113,23 @@ class RecordedIndex:
             return None
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 10000")
-            self._local.conn = conn
+            if self._closed:
+                raise sqlite3.ProgrammingError("the recorded index is closed")
+            try:
+                conn = self._local.conn = connect(self.path, readonly=True).conn
+            except StoreError as e:  # as a query's failure: the callers know nothing then
+                raise sqlite3.OperationalError(str(e)) from None
+            with self._lock:
+                self._conns.append(conn)
         return conn
+
+    def close(self) -> None:
+        """Close every thread's connection: an open one keeps the store's WAL from being
+        folded back into the file when the store closes."""
+        with self._lock:
+            conns, self._conns, self._closed = self._conns, [], True
+        for conn in conns:
+            conn.close()
 
     def _lookup(self, key: int) -> tuple[int, ...]:
         if self.path is None:

@@ -121,15 +121,22 @@ async def _run(settings: dict, extra_addons: Iterable, with_mockstore: bool) -> 
         logging.getLogger(noisy).setLevel(logging.WARNING)
     m = master.Master(options.Options(), with_termlog=True)
     HandlerIndex.adopt(m.addons)
-    m.addons.add(*lean_addons(), *([MockStore()] if with_mockstore else []), *extra_addons)
-    apply_settings(m.options, settings)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, m.shutdown)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on this platform
-            pass
-    await m.run()
+    mock = MockStore() if with_mockstore else None
+    m.addons.add(*lean_addons(), *([mock] if mock else []), *extra_addons)
+    try:
+        apply_settings(m.options, settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, m.shutdown)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not on this platform
+                pass
+        await m.run()
+    finally:
+        # mitmproxy tells addons `done` only if the proxy ran: an option refused or a port
+        # taken ends it before, with the store open (and perhaps just created)
+        if mock is not None and not mock.started:
+            mock.abandon()
 
 
 def apply_settings(opts: options.Options, settings: dict) -> None:

@@ -7,6 +7,12 @@ at most the batch in flight; SQLite's WAL guarantees the file itself stays whole
 
 Other modules own their own tables: they register a `migrate(db)` function with
 `register_tables`, and every Store runs them all when it opens.
+
+Opening and closing are where a store is lost or kept whole. A clean stop closes every
+connection the store handed out and folds the WAL back into the file, so the `.db` alone
+holds everything. An open that fails says why in one line (locked, read-only, disk full, not
+a mockstore store) and leaves nothing behind it created. A store that cannot be written can
+still be opened read-only, for serving from it (`Store(path, readonly=None)`).
 """
 
 from __future__ import annotations
@@ -14,18 +20,24 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import sqlite_utils
 
 log = logging.getLogger("mockstore.store")
 
 SCHEMA_VERSION = 2
+CORE_TABLES = frozenset({"meta", "exchanges", "endpoints", "schemas", "path_templates"})
+BUSY_TIMEOUT_MS = 10_000  # how long a connection waits for another process's lock
+CLOSE_BUSY_TIMEOUT_MS = 2_000  # at close, for folding the WAL back in while another worker reads
+REPORT_INTERVAL = 10.0  # seconds between reports of rows not stored while writes keep failing
 
 Write = Callable[[sqlite_utils.Database], object]  # or (sql, row): see Store.insert
 
@@ -43,46 +55,189 @@ class StoreError(Exception):
     """The store cannot be opened or used; the message says why and what to do."""
 
 
+class ReadOnlyStoreError(StoreError):
+    """The store cannot be written (a read-only file, folder or mount)."""
+
+
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Database:
     """Open the database with the settings every connection here must have."""
     path = str(path)
+    conn = None
     try:
         if readonly:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            conn = _connect_readonly(path)
         else:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout = 10000")
-        if not readonly:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("select count(*) from sqlite_master").fetchone()
-    except sqlite3.DatabaseError as e:
-        raise StoreError(f"cannot open the store {path!r}: {e}") from e
+            conn.execute("select count(*) from sqlite_master").fetchone()
+    except sqlite3.Error as e:
+        if conn is not None:
+            conn.close()
+        raise store_error(path, e) from e
     return sqlite_utils.Database(conn)
 
 
-def migrate(db: sqlite_utils.Database) -> None:
-    """Create or upgrade the core tables, then every registered module's tables."""
-    with db.conn:
-        db.execute("create table if not exists meta (key text primary key, value text)")
-        row = db.execute("select value from meta where key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"the store was written by a newer mockstore (schema {version}, "
-                f"this one knows {SCHEMA_VERSION}); upgrade mockstore"
-            )
-        if version < 1:
-            _create_v1(db)
-        if version < 2:
-            _add_v2(db)
-        db.execute(
-            "insert or replace into meta (key, value) values ('schema_version', ?)",
-            [str(SCHEMA_VERSION)],
+def _connect_readonly(path: str) -> sqlite3.Connection:
+    """A connection that never writes. A WAL file needs its `-shm` beside it, which a read-only
+    folder or mount cannot hold: there, and only when no `-wal` holds writes the file lacks,
+    the file is opened as immutable (nobody can change it there)."""
+    uri = f"file:{quote(path)}"
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("select count(*) from sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError as e:
+        conn.close()
+        wal = Path(path + "-wal")
+        if not _errorname(e).startswith("SQLITE_CANTOPEN") or _writable(path) or not Path(path).is_file():
+            raise
+        if wal.exists() and wal.stat().st_size > 0:
+            raise ReadOnlyStoreError(
+                f"the store {path} is read-only and has writes in {wal.name} not yet in the file "
+                f"(it was not closed cleanly): open it once where it can be written"
+            ) from None
+    conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+    conn.execute("select count(*) from sqlite_master").fetchone()
+    return conn
+
+
+def open_readonly(path: str | Path) -> sqlite_utils.Database:
+    """A read-only connection to a mockstore store, checked to be one (for commands that read)."""
+    if not Path(path).exists():
+        raise StoreError(f"no store at {path}: learn some traffic first (mockstore serve)")
+    db = connect(path, readonly=True)
+    try:
+        check_tables(db, path)
+    except BaseException:
+        db.conn.close()
+        raise
+    return db
+
+
+def store_error(path: str | Path, e: sqlite3.Error) -> StoreError:
+    """One line saying why SQLite refused, and what to do about it."""
+    if isinstance(e, StoreError):
+        return e
+    name, text = _errorname(e), str(e)
+    if name.startswith("SQLITE_BUSY") or "database is locked" in text:
+        return StoreError(
+            f"the store {path} is locked by another process (waited {BUSY_TIMEOUT_MS / 1000:g} s): "
+            f"stop that process, or use another store"
         )
-    for hook in _table_hooks:
-        with db.conn:
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return StoreError(f"the disk holding the store {path} is full: free some space, or use another store")
+    if name == "SQLITE_NOTADB" or "not a database" in text:
+        return StoreError(f"cannot open the store {path}: not a mockstore store (not an SQLite database)")
+    if (name.startswith(("SQLITE_READONLY", "SQLITE_PERM")) or "readonly database" in text
+            or (name.startswith("SQLITE_CANTOPEN") and not _writable(path))):
+        if not Path(path).exists():
+            return ReadOnlyStoreError(f"cannot create the store {path}: its folder is read-only")
+        return ReadOnlyStoreError(f"the store {path} is read-only ({text})")
+    return StoreError(f"cannot open the store {path}: {text}")
+
+
+def _errorname(e: Exception) -> str:
+    return getattr(e, "sqlite_errorname", None) or ""
+
+
+def _writable(path: str | Path) -> bool:
+    """Whether this process may write the store: the file, and the folder its `-wal` and
+    `-shm` go in. (A read-only mount says no even to root; plain permissions do not.)"""
+    p = Path(path)
+    if p.exists() and not os.access(p, os.W_OK):
+        return False
+    beside = [Path(f"{p}-wal"), Path(f"{p}-shm")]
+    if all(b.exists() and os.access(b, os.W_OK) for b in beside):
+        return True
+    return os.access(p.parent, os.W_OK)
+
+
+def remove_files(path: str | Path) -> None:
+    """Remove a store and the files SQLite keeps beside it."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        name = f"{path}{suffix}"
+        if os.path.lexists(name):
+            try:
+                os.unlink(name)
+            except OSError as e:
+                log.warning("store: could not remove %s: %s", name, e)
+
+
+def tables(db: sqlite_utils.Database) -> set[str]:
+    return {r[0] for r in db.execute("select name from sqlite_master where type = 'table'")}
+
+
+def check_tables(db: sqlite_utils.Database, path: str | Path) -> None:
+    """Refuse, with the reason, a file that is not a mockstore store this version can read
+    without changing it."""
+    found = tables(db)
+    if not found:
+        raise StoreError(
+            f"not a mockstore store: {path} has no tables (a copy of a running store's .db "
+            f"without its -wal file looks like this)"
+        )
+    if "meta" not in found:
+        raise StoreError(f"not a mockstore store: {path} has other tables ({', '.join(sorted(found)[:5])})")
+    row = db.execute("select value from meta where key = 'schema_version'").fetchone()
+    version = int(row[0]) if row else 0
+    if version > SCHEMA_VERSION:
+        raise _newer(version)
+    missing = CORE_TABLES - found
+    if version < SCHEMA_VERSION or missing:
+        raise StoreError(
+            f"the store {path} needs upgrading (schema {version}"
+            + (f", no {', '.join(sorted(missing))}" if missing else "")
+            + "): open it once where it can be written"
+        )
+
+
+def _newer(version: int) -> StoreError:
+    return StoreError(
+        f"the store was written by a newer mockstore (schema {version}, "
+        f"this one knows {SCHEMA_VERSION}); upgrade mockstore"
+    )
+
+
+def migrate(db: sqlite_utils.Database) -> bool:
+    """Create or upgrade the core tables, then every registered module's tables; True if
+    the file had no tables at all (a new store).
+
+    All in one `begin immediate`: it waits for (and so finds) another process's lock now, not
+    at the first write, and writes nothing when the store is up to date (a full disk opens)."""
+    with db.conn:
+        db.execute("begin immediate")
+        found = tables(db)
+        if found and "meta" not in found:
+            raise StoreError(
+                f"not a mockstore store: {db_path_of(db)} has other tables ({', '.join(sorted(found)[:5])})"
+            )
+        version = 0
+        if "meta" in found:
+            row = db.execute("select value from meta where key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise _newer(version)
+        if version < SCHEMA_VERSION or not CORE_TABLES <= found:
+            db.execute("create table if not exists meta (key text primary key, value text)")
+            _create_v1(db)
+            _add_v2(db, upgrading=version == 1)
+            db.execute(
+                "insert or replace into meta (key, value) values ('schema_version', ?)",
+                [str(SCHEMA_VERSION)],
+            )
+        for hook in _table_hooks:
             hook(db)
+    return not found
+
+
+def db_path_of(db: sqlite_utils.Database) -> str:
+    for _, name, file in db.execute("PRAGMA database_list"):
+        if name == "main":
+            return file or ":memory:"
+    return ":memory:"
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -119,7 +274,7 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     db.execute("create table if not exists path_templates (host text primary key, state text)")
 
 
-def _add_v2(db: sqlite_utils.Database) -> None:
+def _add_v2(db: sqlite_utils.Database, *, upgrading: bool) -> None:
     """Model rows carry the `seq` of the write that changed them last, so each process
     reads only what the others changed (see mockstore.sync)."""
     for table in ("endpoints", "schemas", "path_templates"):
@@ -127,39 +282,101 @@ def _add_v2(db: sqlite_utils.Database) -> None:
             db.execute(f"alter table {table} add column seq integer not null default 0")
     db.execute("create index if not exists endpoints_seq on endpoints (seq)")
     db.execute("create index if not exists schemas_seq on schemas (seq)")
-    # What a store from before had recorded, its model had counted, as far as anyone knows
-    # (the marks of mockstore.rebuild: from here on, rows after a slot's mark are uncounted).
-    for slot, top in db.execute("select id % 16, max(id) from exchanges group by id % 16").fetchall():
-        db.execute("insert or replace into meta (key, value) values (?, ?)", [f"counted.{slot}", str(top)])
+    if upgrading:
+        # What a store from before had recorded, its model had counted, as far as anyone
+        # knows (the marks of mockstore.rebuild: from here on, rows after a slot's mark are
+        # uncounted).
+        for slot, top in db.execute("select id % 16, max(id) from exchanges group by id % 16").fetchall():
+            db.execute("insert or replace into meta (key, value) values (?, ?)", [f"counted.{slot}", str(top)])
 
 
 class Store:
     """One SQLite file, its migrations, and the writer thread that owns its writes."""
 
-    def __init__(self, path: str | Path, *, flush_interval: float = 0.2):
+    def __init__(self, path: str | Path, *, flush_interval: float = 0.2, readonly: bool | None = False):
+        """`readonly`: False, the store must be writable (learning); True, opened only to
+        read; None, writable if it can be, else read-only (serving from it: mock, replay).
+        A read-only store runs no writer: what is handed to it is counted, not stored."""
         self.path = Path(path)
         self.flush_interval = flush_interval
         if self.path.parent and not self.path.parent.exists():
             raise StoreError(f"the folder for the store does not exist: {self.path.parent}")
-        self.db = connect(self.path)
-        migrate(self.db)
+        self.created = not self.path.exists()  # by this open: removed again if the open fails
+        self.readonly = readonly is True
+        self.readonly_reason = ""  # why a store opened with readonly=None is read-only
         self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []  # every connection handed out: closed by close()
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        try:
+            try:
+                self.db = self._open()
+            except ReadOnlyStoreError as e:
+                if readonly is not None or self.created:
+                    raise
+                self.readonly, self.readonly_reason = True, str(e)
+                self.db = self._open()
+        except BaseException:
+            if self.created:
+                remove_files(self.path)
+            raise
         # Writes wait in one deque, in order: appending is atomic and wakes nobody, so the
         # proxy's per-exchange row costs a bare append. The queue only tells the writer to
         # commit now (flush) or to stop; otherwise it writes every `flush_interval`.
         self._pending: collections.deque[Write | tuple[str, tuple]] = collections.deque()
         self._queue: queue.Queue[threading.Event | None] = queue.Queue()
-        self._failures = 0
-        self._thread = threading.Thread(target=self._run, name="mockstore-writer", daemon=True)
-        self._thread.start()
+        self.unstored = 0  # writes that never reached the file (a full disk, a bad write, read-only)
+        self._failing_since: float | None = None  # the first of the current run of failures
+        self._reported = 0.0
+        self._thread: threading.Thread | None = None
+        if self.readonly:
+            # nothing to write with: the write API counts and drops (no queue to grow)
+            self.submit = self.insert = self._unstore  # type: ignore[method-assign]
+        else:
+            self._thread = threading.Thread(target=self._run, name="mockstore-writer", daemon=True)
+            self._thread.start()
+
+    def _open(self) -> sqlite_utils.Database:
+        db = connect(self.path, readonly=self.readonly)
+        try:
+            if self.readonly:
+                check_tables(db, self.path)
+                for hook in _table_hooks:  # a no-op when the tables are there, as they must be
+                    hook(db)
+            elif migrate(db) and not self.created and self.path.stat().st_size > 0:
+                log.warning("store: %s had no tables: it starts as a new store (a .db copied without "
+                            "its -wal file while mockstore ran looks like this)", self.path)
+        except sqlite3.Error as e:
+            db.conn.close()
+            if self.readonly:
+                raise StoreError(
+                    f"the store {self.path} needs upgrading ({e}): open it once where it can be written"
+                ) from None
+            raise store_error(self.path, e) from None
+        except BaseException:
+            db.conn.close()
+            raise
+        with self._conns_lock:
+            self._conns.append(db.conn)
+        return db
 
     # --- reads -----------------------------------------------------------------------
 
     def reader(self) -> sqlite_utils.Database:
         """A connection for reading on the calling thread (never the writer's)."""
         db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = connect(self.path)
+        if db is None or self._closed:
+            db = self._local.db = self.connection()
+        return db
+
+    def connection(self) -> sqlite_utils.Database:
+        """A new connection to the store, closed with it (`close`): for anything that keeps
+        one of its own, so that a clean stop leaves no connection holding the WAL open."""
+        if self._closed:
+            raise StoreError(f"the store {self.path} is closed")
+        db = connect(self.path, readonly=self.readonly)
+        with self._conns_lock:
+            self._conns.append(db.conn)
         return db
 
     # --- writes ----------------------------------------------------------------------
@@ -175,17 +392,45 @@ class Store:
         statement to SQLite together (see `_insert_rows`)."""
         self._pending.append((sql, params))
 
+    def _unstore(self, *_) -> None:
+        self.unstored += 1
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every write queued so far is on disk. True if it got there in time."""
+        if self._thread is None:
+            return True
         done = threading.Event()
         self._queue.put(done)  # set by the writer once the batch it ends up in is committed
         return done.wait(timeout)
 
     def close(self) -> None:
-        if self._thread.is_alive():
+        """Write what is queued, close every connection handed out, and fold the WAL back
+        into the file: after a clean stop the `.db` alone holds everything. With several
+        processes on one store, the last to close finds no reader left and folds it all."""
+        if self._closed:
+            return
+        if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout=30)
+        self._closed = True
+        with self._conns_lock:
+            conns, self._conns = [c for c in self._conns if c is not self.db.conn], []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error as e:  # pragma: no cover - a connection busy in another thread
+                log.warning("store: closing a connection to %s: %s", self.path, e)
+        if not self.readonly:
+            try:
+                self.db.execute(f"PRAGMA busy_timeout = {CLOSE_BUSY_TIMEOUT_MS}")
+                busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if busy:
+                    log.info("store: %s is still read by another process, which folds the WAL in when it stops", self.path)
+            except sqlite3.Error as e:
+                log.warning("store: could not fold the WAL back into %s: %s", self.path, e)
         self.db.conn.close()
+        if self.unstored and not self.readonly:
+            log.error("store: %d rows were not stored in %s", self.unstored, self.path)
 
     def _run(self) -> None:
         while True:
@@ -203,22 +448,28 @@ class Store:
                 item.set()
 
     def _write(self, batch: list[Write]) -> None:
-        """Run a batch in one transaction; on failure, retry each write alone, log, go on."""
+        """Run a batch in one transaction; on failure, retry each write alone, log, go on.
+        A full disk drops the batch (counted): traffic flows on, and writing resumes once
+        there is room again."""
         for attempt in range(3):
             try:
                 with self.db.conn:
                     self.db.execute("begin immediate")
                     committed = _apply(self.db, batch)
-                self._failures = 0
+                self._stored()
                 _after_commit(committed)
                 return
             except sqlite3.OperationalError as e:
-                # locked by another process (a worker), or disk full: wait a little and retry
+                if _is_full(e):
+                    self._not_stored(len(batch), e)
+                    return
+                # locked by another process (a worker): wait a little and retry
                 log.warning("store write failed (%s), attempt %d of 3", e, attempt + 1)
                 time.sleep(0.2 * (attempt + 1))
             except Exception as e:  # one bad write must not take the batch with it
                 log.warning("store write failed: %s; retrying writes one by one", e)
                 break
+        stored = True
         for write in batch:
             try:
                 with self.db.conn:
@@ -226,9 +477,32 @@ class Store:
                     committed = _apply(self.db, [write])
                 _after_commit(committed)
             except Exception as e:
-                self._failures += 1
-                if self._failures <= 5 or self._failures % 1000 == 0:
-                    log.error("store write dropped (%d so far): %s", self._failures, e)
+                stored = False
+                self._not_stored(1, e)
+        if stored:
+            self._stored()
+
+    def _not_stored(self, n: int, e: Exception) -> None:
+        """Count writes lost, and say so: at the first, then every REPORT_INTERVAL with the
+        total, for as long as it goes on."""
+        self.unstored += n
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = self._reported = now
+            log.error("store: %d rows not stored in %s (%s); traffic keeps flowing, and this is counted",
+                      self.unstored, self.path, e)
+        elif now - self._reported >= REPORT_INTERVAL:
+            self._reported = now
+            log.error("store: %d rows not stored so far in %s (%s)", self.unstored, self.path, e)
+
+    def _stored(self) -> None:
+        if self._failing_since is not None:
+            self._failing_since = None
+            log.warning("store: writing to %s again; %d rows were not stored", self.path, self.unstored)
+
+
+def _is_full(e: sqlite3.Error) -> bool:
+    return _errorname(e).startswith("SQLITE_FULL") or "disk is full" in str(e)
 
 
 ROWS_PER_STATEMENT = 32
@@ -286,3 +560,18 @@ def _after_commit(callbacks: list[Callable]) -> None:
             callback()
         except Exception:
             log.exception("store: after a commit")
+
+
+def readonly_for(mode: str) -> bool | None:
+    """How a proxy in this mode opens its store (`Store(readonly=...)`): mock and replay only
+    read it, so a store that cannot be written still serves; learn and failover write."""
+    return None if mode in ("mock", "replay") else False
+
+
+def probe(path: str | Path, *, readonly: bool | None = False) -> None:
+    """Open and close the store, to fail with the reason before anything else starts (and
+    creates files, such as a proxy's CA). A store this creates is removed again."""
+    store = Store(path, readonly=readonly)
+    store.close()
+    if store.created:
+        remove_files(path)

@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from .store import Store, StoreError
+from .store import StoreError, probe, readonly_for
 
 MAX_WORKERS = 16  # the slots of IdClock
 START_TIMEOUT = 60.0  # a worker not listening by then is stopped: a failed start
@@ -231,7 +231,8 @@ def run(settings: dict, workers: int, *, out=None) -> int:
     db = settings.get("mock_db")
     if db:
         try:
-            Store(db).close()  # migrate once, here, rather than N times at once in the workers
+            # the reason, once, before any worker starts (the first migrates the store alone)
+            probe(db, readonly=readonly_for(settings.get("mock_mode", "learn")))
         except StoreError as e:
             raise WorkersError(str(e)) from None
     pool = Pool(settings, workers, out)

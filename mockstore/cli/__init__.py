@@ -15,7 +15,7 @@ import click
 
 from .. import __version__
 from ..model import Model
-from ..store import Store, StoreError, connect
+from ..store import ReadOnlyStoreError, Store, StoreError, open_readonly, probe, readonly_for
 
 DEFAULT_DB = "./mockstore.db"
 CERTS = Path("certs")
@@ -41,12 +41,14 @@ def open_store(db_path: str) -> Store:
 
 
 def load_model(db_path: str) -> Model:
-    if not Path(db_path).exists():
-        raise click.ClickException(f"no store at {db_path}: learn some traffic first (mockstore serve)")
     try:
-        return Model.load(connect(db_path, readonly=True))
+        db = open_readonly(db_path)
     except StoreError as e:
         raise click.ClickException(str(e)) from None
+    try:
+        return Model.load(db)
+    finally:
+        db.conn.close()
 
 
 def parse_set(values: tuple[str, ...]) -> dict[str, str]:
@@ -95,7 +97,6 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
         mode = "mock" if mode == "learn" else mode
     else:
         proxy_mode = "regular"
-    Path(confdir).mkdir(parents=True, exist_ok=True)
     settings = {
         "mode": [proxy_mode], "listen_host": listen_host, "listen_port": listen_port, "confdir": confdir,
         "mock_db": db_path, "mock_mode": mode, "mock_seed": seed, "mock_latency": latency,
@@ -106,6 +107,16 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
     if entities:
         settings["mock_entities"] = entities
     settings.update(parse_set(extra))
+    try:
+        # the store first: one that cannot be opened stops this before anything is created
+        probe(settings["mock_db"], readonly=readonly_for(settings["mock_mode"]))
+    except ReadOnlyStoreError as e:
+        raise click.ClickException(
+            f"{e}; --mode {settings['mock_mode']} writes to it: use --mode mock or replay, or a store that can be written"
+        ) from None
+    except StoreError as e:
+        raise click.ClickException(str(e)) from None
+    Path(confdir).mkdir(parents=True, exist_ok=True)
     try:
         if workers > 1:
             from ..workers import run as run_workers

@@ -13,7 +13,7 @@ import click
 from .. import har, imports, openapi
 from ..model import Model
 from ..sqltext import from_column
-from ..store import StoreError, connect
+from ..store import StoreError, connect, open_readonly
 from . import db_option, load_model, open_store
 
 
@@ -134,10 +134,8 @@ def export_har(db_path, output):
       mockstore export-har -o recorded.har
       mockstore export-har -o - --db api.db | jq '.log.entries | length'
     """
-    if not os.path.exists(db_path):
-        raise click.ClickException(f"no store at {db_path}: learn some traffic first (mockstore serve)")
     try:
-        db = connect(db_path, readonly=True)
+        db = open_readonly(db_path)
         n = har.write_har(har.exchanges_from_store(db), output)
     except (StoreError, sqlite3.DatabaseError) as e:
         raise click.ClickException(f"cannot read the store {db_path}: {e}") from None
