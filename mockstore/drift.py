@@ -385,7 +385,8 @@ _CREATE = """create table drift_alerts (
 
 @register_tables
 def _migrate(db) -> None:
-    db.execute("begin immediate")  # committed by `migrate`; workers may open the store at once
+    # `store.migrate` runs every module's tables in its own `begin immediate` (workers may
+    # open the store at once)
     row = db.execute("select sql from sqlite_master where type = 'table' and name = 'drift_alerts'").fetchone()
     if row is None:
         db.execute(_CREATE)

@@ -448,6 +448,8 @@ def test_an_old_alerts_table_is_rebuilt_with_its_rows(tmp_path):
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:  # the table as it was before ids came from SQLite
+        conn.execute("create table meta (key text primary key, value text)")
+        conn.execute("insert into meta values ('schema_version', '1')")
         conn.execute("""create table drift_alerts (id integer primary key, key text unique,
             endpoint text, kind text, status integer, score integer, summary text, findings text,
             sample text, first_seen real, last_seen real, count integer, resolved integer default 0,
