@@ -144,14 +144,18 @@ class Forwarder:
 
 
 def _classified(e: httpx.ConnectError) -> UpstreamError:
+    """Why a connection failed, from the chain of exceptions under httpx's (anyio says "All
+    connection attempts failed" over the refusal)."""
     text = str(e) or type(e).__name__
-    cause = e.__cause__ or e.__context__
-    while cause is not None and not isinstance(cause, OSError):
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(cause, ssl.SSLError) or "SSL" in text or "certificate" in text:
+    chain, x = [], e
+    while x is not None and len(chain) < 16:
+        chain.append(x)
+        x = x.__cause__ or x.__context__
+    if any(isinstance(x, ssl.SSLError) for x in chain) or "SSL" in text or "certificate" in text:
         return UpstreamError(TLS, f"upstream TLS failed: {text}")
-    if isinstance(cause, ConnectionRefusedError) or "refused" in text.lower():
-        return UpstreamError(REFUSED, f"upstream refused the connection: {text}")
-    if isinstance(cause, ConnectionResetError):
-        return UpstreamError(RESET, f"upstream closed the connection: {text}")
+    for x in reversed(chain):  # the first cause
+        if isinstance(x, ConnectionRefusedError):
+            return UpstreamError(REFUSED, f"upstream refused the connection: {x}")
+        if isinstance(x, ConnectionResetError):
+            return UpstreamError(RESET, f"upstream closed the connection: {x}")
     return UpstreamError(UNREACHABLE, f"upstream unreachable: {text}")

@@ -4,7 +4,7 @@
 
 It counts every request it gets (`GET /__count`, not counted) and behaves as `PUT /__mode/X`
 says: `ok` (answers), `hang` (reads the request, never answers), `trickle` (headers, then the
-body a byte a second), `reset` (closes the connection with a TCP reset), `error` (a 503 for
+body two bytes a second), `reset` (closes the connection with a TCP reset), `error` (a 503 for
 every request). Routes when ok: `/users/N` (JSON), `/flaky` (JSON), `/gzip` (a gzip body),
 `/badheader` (a header with a byte that is not UTF-8).
 """
@@ -69,7 +69,7 @@ class Handler(BaseHTTPRequestHandler):
             for i in range(len(body)):
                 self.wfile.write(body[i:i + 1])
                 self.wfile.flush()
-                time.sleep(1)
+                time.sleep(0.5)
             return
         self.send(200, body, headers)
 
@@ -79,7 +79,7 @@ class Handler(BaseHTTPRequestHandler):
             uid = self.path.rsplit("/", 1)[1]
             return json.dumps({"id": int(uid) if uid.isdigit() else uid, "name": f"user {uid}"}).encode(), json_type
         if self.path == "/gzip":
-            return gzip.compress(b'{"compressed": true, "n": 42}'), json_type + [("Content-Encoding", "gzip")]
+            return gzip.compress(b'{"compressed": true, "n": 42}', mtime=0), json_type + [("Content-Encoding", "gzip")]
         if self.path == "/badheader":
             return b'{"ok": true}', json_type + [("X-Odd", "caf\xe9 \xff")]  # latin-1 on the wire
         return json.dumps({"path": self.path}).encode(), json_type
