@@ -37,7 +37,7 @@ MOCK_HEADER = b"x-mock-enabled"  # X-Mock-Enabled, as flows.take_header looks fo
 INLINE_LEARN_LIMIT = 64 * 1024  # bytes; larger bodies are learned on a worker thread
 PERSIST_INTERVAL = 1.0  # seconds between handing model changes to the writer
 CATCH_UP_INTERVAL = 0.05  # seconds between counting the exchanges learned again (Learner.catch_up)
-OFF_LOOP_ENCODED = 4096  # bytes; a larger compressed request body is decoded on a worker thread
+OFF_LOOP_ENCODED = 16 * 1024  # bytes; a larger compressed body is decoded on a worker thread
 UPSTREAM_HEADER = "X-Mockstore-Upstream"  # on a failover answer: why the real API was not used
 ERROR = "error"  # the source of an answer mockstore failed to make
 
@@ -283,7 +283,7 @@ class MockStore:
                 raise
             self._fail(f, e)
         else:
-            if f.response is None and f.live and not f.error:
+            if mode != "failover" and f.response is None and f.live and not f.error:
                 self._fail(f, RuntimeError("no answer was made"))
 
     def _fail(self, f: http.HTTPFlow, e: BaseException) -> None:
@@ -325,8 +325,7 @@ class MockStore:
     async def _answer(self, f: http.HTTPFlow, *, exact_only: bool = False, avoid_errors: bool = False,
                       prefix: str = "", note: str = "") -> Answer | None:
         self.catch_up()
-        raw = f.request.raw_content
-        if raw is not None and len(raw) > OFF_LOOP_ENCODED and "content-encoding" in f.request.headers:
+        if _encoded_size(f.request) > OFF_LOOP_ENCODED:
             req, problem = await asyncio.to_thread(flows.to_request, f.request, self._max_body)
         else:
             req, problem = flows.to_request(f.request, self._max_body)
@@ -364,10 +363,16 @@ class MockStore:
         if self.breaker.is_open(name):  # known down: not worth a try
             await self._stand_in_for_upstream(f, "down", f"upstream {name} is down")
             return
+        if r.raw_content is None:  # streamed (stream_large_bodies): only mitmproxy can forward it
+            return
         started = time.time()
-        forwarder = self._forwarding()
+        try:
+            forwarder = self._forwarding()
+        except ValueError as e:  # the trusted CA options name no usable certificates
+            await self._stand_in_for_upstream(f, upstream.TLS, str(e))
+            return
         sni = f.server_conn.sni if isinstance(f.server_conn.sni, str) else None
-        request = (r.method, r.scheme, r.host, r.port, r.path, list(r.headers.fields), r.raw_content or b"")
+        request = (r.method, r.scheme, r.host, r.port, r.path, list(r.headers.fields), r.raw_content)
         try:
             try:
                 reply = await forwarder.forward(*request, sni=sni)
@@ -381,7 +386,8 @@ class MockStore:
             await self._stand_in_for_upstream(f, e.cause, str(e))
             return
         headers = reply.headers
-        if not any(k.lower() == b"content-length" for k, _ in headers) and (reply.body or r.method != "HEAD"):
+        bodiless = r.method == "HEAD" or reply.status in (204, 304) or reply.status < 200
+        if not bodiless and not any(k.lower() == b"content-length" for k, _ in headers):
             headers = headers + [(b"content-length", str(len(reply.body)).encode())]
         # as it came: raw bytes under their own content-encoding (Response.make would encode again)
         f.response = http.Response(
@@ -489,7 +495,10 @@ class MockStore:
 
     async def _learn(self, f: http.HTTPFlow, started: float, duration_ms: float, fingerprint) -> None:
         """Learning's full path: an exchange not seen before (or not cheaply)."""
-        ex, problem = flows.to_exchange(f, self._max_body)
+        if _encoded_size(f.request) + _encoded_size(f.response) > OFF_LOOP_ENCODED:
+            ex, problem = await asyncio.to_thread(flows.to_exchange, f, self._max_body)
+        else:
+            ex, problem = flows.to_exchange(f, self._max_body)
         ex.started, ex.duration_ms = started, duration_ms
         if problem:
             self._warn_once(problem)
@@ -613,6 +622,12 @@ def _learned_latency(stats, stat: str) -> float | None:
     The latency histogram keeps no mean: the median stands in for it."""
     named = {"median": 50.0, "mean": 50.0, "max": 100.0, "min": 0.0}
     return stats.percentile(named[stat] if stat in named else float(stat.lstrip("p")))
+
+
+def _encoded_size(m: http.Message) -> int:
+    """Bytes of a body under a content-encoding (decoding it may cost far more), else 0."""
+    raw = m.raw_content
+    return len(raw) if raw and "content-encoding" in m.headers else 0
 
 
 def _is_upgrade(f: http.HTTPFlow) -> bool:
