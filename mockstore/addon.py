@@ -393,10 +393,10 @@ class MockStore:
         f.response = http.Response(
             reply.http_version, reply.status, reply.reason, http.Headers(headers), reply.body, None, started, time.time()
         )
-        if reply.status >= 500:  # answered from mockstore in the response hook, after learning it
-            self.breaker.failed(name, upstream.SERVER_ERROR, self._probe(forwarder, request, sni))
-        else:
+        if reply.status < 500:
             self.breaker.succeeded(name)
+        # A 5xx is answered from mockstore in the response hook, after it is learned. It is
+        # no sign of a dead upstream for the breaker: one failing endpoint would open it for all.
         f.metadata.setdefault(flows.META_KEY, {}).update(forwarded=True, duration_ms=(time.time() - started) * 1000)
 
     async def _stand_in_for_upstream(self, f: http.HTTPFlow, cause: str, note: str) -> None:
@@ -427,13 +427,15 @@ class MockStore:
     @staticmethod
     def _probe(forwarder: upstream.Forwarder, request: tuple, sni: str | None):
         """How the breaker tells the upstream is back: the failed request sent again when it
-        is safe to (GET, HEAD, OPTIONS), answered below 500; otherwise a connection made."""
+        is safe to (GET, HEAD, OPTIONS) is answered, whatever the status (a hanging upstream
+        accepts connections); otherwise a connection is made."""
         method, scheme, host, port = request[:4]
 
         async def probe() -> bool:
             if method in ("GET", "HEAD", "OPTIONS"):
                 try:
-                    return (await forwarder.forward(*request, sni=sni)).status < 500
+                    await forwarder.forward(*request, sni=sni)
+                    return True
                 except upstream.UpstreamError:
                     return False
             return await forwarder.reachable(scheme, host, port, sni)

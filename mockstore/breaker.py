@@ -2,7 +2,8 @@
 
 An upstream that is down costs every request its failure first: a refused connection a
 little, a hanging one the whole deadline. After `threshold` failures in a row (refused,
-reset, timed out, TLS, a 5xx) the breaker opens: requests to that upstream are answered from
+reset, timed out, TLS; a 5xx is an answer, and says nothing of the others' endpoints) the
+breaker opens: requests to that upstream are answered from
 mockstore at once, and one background task probes the upstream every `interval` seconds,
 one probe at a time, each within the forwarding deadline, until it answers; then the breaker
 closes and requests are forwarded again. Each transition is logged once.
@@ -33,7 +34,7 @@ class Breaker:
         return upstream in self._open
 
     def succeeded(self, upstream: str) -> None:
-        """A real answer (below 500): the count starts again; an open breaker closes."""
+        """A real answer: the count starts again; an open breaker closes."""
         if self._failures.pop(upstream, None) is not None:
             self._probes.pop(upstream, None)
         task = self._open.get(upstream)

@@ -127,3 +127,15 @@ def test_refused_through_mockstore_serve(procs, proxy):
     with p.client() as c:
         r = c.get("/users/1")
     assert (r.status_code, r.headers["x-mockstore-source"], r.headers["x-mockstore-upstream"]) == (200, "failover-recorded", "refused")
+
+
+def test_a_failing_endpoint_does_not_open_the_breaker_for_the_others(backend, proxy):
+    api, url = backend()
+    p = proxy(url, mode="failover", mock_upstream_timeout=DEADLINE)
+    with p.client() as c:
+        for _ in range(5):
+            r = c.get("/status/503")
+            assert r.headers["x-mockstore-upstream"] == "5xx"
+        r = c.get("/users/1")
+        assert r.status_code == 200 and "x-mockstore-source" not in r.headers, "still forwarded"
+    assert "is down" not in p.stop()
