@@ -289,8 +289,10 @@ class MockStore:
     def _fail(self, f: http.HTTPFlow, e: BaseException) -> None:
         """Answer a 500 that says mockstore could not answer (source `error`), logged once
         per cause (the exception's type and where it was raised)."""
-        where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
-        cause = f"{type(e).__name__} at {where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where else type(e).__name__
+        frames = traceback.extract_tb(e.__traceback__) if e.__traceback__ else []
+        ours = [fr for fr in frames if f"{_PACKAGE}/" in fr.filename] or frames  # the library line that failed
+        where = f" at {ours[-1].filename.rsplit('/', 1)[-1]}:{ours[-1].lineno}" if ours else ""
+        cause = type(e).__name__ + where
         if cause not in self._warned:
             self._warned.add(cause)
             log.error(f"mockstore: could not answer a request ({cause}); answered 500 instead, never the real API",
@@ -624,6 +626,9 @@ def _learned_latency(stats, stat: str) -> float | None:
     The latency histogram keeps no mean: the median stands in for it."""
     named = {"median": 50.0, "mean": 50.0, "max": 100.0, "min": 0.0}
     return stats.percentile(named[stat] if stat in named else float(stat.lstrip("p")))
+
+
+_PACKAGE = __name__.rpartition(".")[0]
 
 
 def _encoded_size(m: http.Message) -> int:
