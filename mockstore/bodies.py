@@ -68,11 +68,11 @@ def _zlib(d, body: bytes, limit: int, name: str) -> bytes:
     try:
         data = d.decompress(body, limit + 1)
     except zlib.error as e:
-        raise _Broken(f"broken {name} body: {e}") from None
+        raise _Broken(f"broken compressed body ({name}): {e}") from None
     if len(data) > limit:
         raise BodyError(f"decoded body is over mock_max_body ({limit} bytes)")
     if not d.eof:
-        raise _Broken(f"broken {name} body: truncated")
+        raise _Broken(f"broken compressed body ({name}): truncated")
     return data
 
 
@@ -90,9 +90,9 @@ def _brotli(body: bytes, limit: int) -> bytes:
                 out.append(chunk)
         finished = d.is_finished()
     except brotli.error as e:
-        raise _Broken(f"broken br body: {e}") from None
+        raise _Broken(f"broken compressed body (br): {e}") from None
     if not finished:
-        raise _Broken("broken br body: truncated")
+        raise _Broken("broken compressed body (br): truncated")
     return b"".join(out)
 
 
@@ -109,7 +109,7 @@ def _zstd(body: bytes, limit: int) -> bytes:
                 if size > limit:
                     raise BodyError(f"decoded body is over mock_max_body ({limit} bytes)")
     except zstandard.ZstdError as e:
-        raise _Broken(f"broken zstd body: {e}") from None
+        raise _Broken(f"broken compressed body (zstd): {e}") from None
     return b"".join(out)
 
 
