@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import sqlite3
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 
 from mitmproxy import command, ctx, exceptions, flow, http
 
 from . import chaosrules, drift, flows, rebuild, upstream, vb
 from .answer import Answer, Responder
+from .breaker import Breaker
 from .chaos import Chaos, compile_filter
 from .exchange import Request
 from .learn import Learner
@@ -36,6 +39,9 @@ MOCK_HEADER = b"x-mock-enabled"  # X-Mock-Enabled, as flows.take_header looks fo
 INLINE_LEARN_LIMIT = 64 * 1024  # bytes; larger bodies are learned on a worker thread
 PERSIST_INTERVAL = 1.0  # seconds between handing model changes to the writer
 CATCH_UP_INTERVAL = 0.05  # seconds between counting the exchanges learned again (Learner.catch_up)
+OFF_LOOP_ENCODED = 16 * 1024  # bytes; a larger compressed body is decoded on a worker thread
+UPSTREAM_HEADER = "X-Mockstore-Upstream"  # on a failover answer: why the real API was not used
+ERROR = "error"  # the source of an answer mockstore failed to make
 
 
 class MockStore:
@@ -54,6 +60,9 @@ class MockStore:
         self._persister: asyncio.Task | None = None
         self._warned: set[str] = set()
         self.upstream_timeout = 10.0
+        self.breaker = Breaker()
+        self._forwarder: upstream.Forwarder | None = None
+        self._forwarder_key: tuple | None = None
         self._mode, self._max_body, self._chaos_on = "learn", 1024 * 1024, True
         self._good_db: str | None = None  # the store of the last update that went through
         self._undoing = False  # mitmproxy is undoing an update that failed
@@ -231,6 +240,7 @@ class MockStore:
     def done(self):
         if self._persister is not None:
             self._persister.cancel()
+        self.breaker.close()
         self.close()
 
     def abandon(self) -> None:
@@ -299,32 +309,71 @@ class MockStore:
     # exchange learned again makes none (a coroutine and its await cost ~0.5 us a hook).
 
     def request(self, f: http.HTTPFlow):
-        if f.response is not None or self.responder is None:
-            return None
-        override = flows.take_header(f.request, MOCK_HEADER)
-        mode = self._mode
-        if override is not None:
-            wanted = override.strip().lower() in ("1", "true", "yes", "on")
-            if wanted and mode not in ("mock", "replay"):
-                mode = "mock"
-            elif not wanted:
-                mode = "learn"
-        chaos = self.chaos is not None and self._chaos_on and self.chaos.rules.active()
-        if not chaos and (mode == "learn" or _is_upgrade(f)):
-            return None
+        try:
+            if f.response is not None or self.responder is None:
+                return None
+            override = flows.take_header(f.request, MOCK_HEADER)
+            mode = self._mode
+            if override is not None:
+                wanted = override.strip().lower() in ("1", "true", "yes", "on")
+                if wanted and mode not in ("mock", "replay"):
+                    mode = "mock"
+                elif not wanted:
+                    mode = "learn"
+            chaos = self.chaos is not None and self._chaos_on and self.chaos.rules.active()
+            if not chaos and (mode == "learn" or _is_upgrade(f)):
+                return None
+        except Exception as e:
+            if self._mode in ("mock", "replay"):  # a mock never lets a request through
+                self._fail(f, e)
+                return None
+            raise
         return self._stand_in(f, mode, chaos)
 
     async def _stand_in(self, f: http.HTTPFlow, mode: str, chaos: bool) -> None:
-        if chaos:
-            await self._chaos(f)
-            if f.response is not None or not f.live or f.error:
-                return
-            if mode == "learn" or _is_upgrade(f):
-                return
-        if mode == "failover":
-            await self._failover(f)
+        """Whatever goes wrong here, a request mockstore is to answer gets an answer: left
+        without one, mitmproxy would forward it to the real API (which mock and replay modes
+        must never contact), or, in failover, answer with a dead upstream's error page."""
+        try:
+            if chaos:
+                await self._chaos(f)
+                if f.response is not None or not f.live or f.error:
+                    return
+                if mode == "learn" or _is_upgrade(f):
+                    return
+            if mode == "failover":
+                await self._failover(f)
+            else:
+                await self._answer(f, exact_only=mode == "replay")
+        except Exception as e:
+            if mode == "learn" or not f.live:
+                raise
+            self._fail(f, e)
         else:
-            await self._answer(f, exact_only=mode == "replay")
+            if mode != "failover" and f.response is None and f.live and not f.error:
+                self._fail(f, RuntimeError("no answer was made"))
+
+    def _fail(self, f: http.HTTPFlow, e: BaseException) -> None:
+        """Answer a 500 that says mockstore could not answer (source `error`), logged once
+        per cause (the exception's type and where it was raised)."""
+        frames = traceback.extract_tb(e.__traceback__) if e.__traceback__ else []
+        ours = [fr for fr in frames if f"{_PACKAGE}/" in fr.filename] or frames  # the library line that failed
+        where = f" at {ours[-1].filename.rsplit('/', 1)[-1]}:{ours[-1].lineno}" if ours else ""
+        cause = type(e).__name__ + where
+        if cause not in self._warned:
+            self._warned.add(cause)
+            log.error(f"mockstore: could not answer a request ({cause}); answered 500 instead, never the real API",
+                      exc_info=e)
+        r = f.request
+        body = json.dumps({
+            "error": f"mockstore could not answer this request: {type(e).__name__}: {e}",
+            "request": f"{r.method} {r.host}:{r.port}{r.path}",
+        }).encode()
+        f.response = http.Response.make(500, body, {"content-type": "application/json", flows.SOURCE_HEADER: ERROR})
+        try:
+            flows.mark(f, ERROR, str(e))
+        except Exception:  # the answer is what matters
+            pass
 
     async def _chaos(self, f: http.HTTPFlow) -> None:
         r = f.request
@@ -343,15 +392,18 @@ class MockStore:
             await self.chaos.apply_request(f, fault)
 
     async def _answer(self, f: http.HTTPFlow, *, exact_only: bool = False, avoid_errors: bool = False,
-                      prefix: str = "", note: str = "") -> None:
+                      prefix: str = "", note: str = "") -> Answer | None:
         self.catch_up()
-        req, problem = flows.to_request(f.request, self._max_body)
+        if _encoded_size(f.request) > OFF_LOOP_ENCODED:
+            req, problem = await asyncio.to_thread(flows.to_request, f.request, self._max_body)
+        else:
+            req, problem = flows.to_request(f.request, self._max_body)
         if problem:
             self._warn_once(f"request body: {problem}")
         if self.vb is not None and await self._virtual(f, req, prefix, body_dropped=problem is not None):
-            return
+            return None
         key = self.responder.key(req)
-        answer: Answer | None = None if exact_only or avoid_errors else self.responder.exact_cached(req, key)
+        answer: Answer | None = None if exact_only else self.responder.exact_cached(req, key, avoid_errors=avoid_errors)
         if answer is None:
             answer = await asyncio.to_thread(
                 self.responder.answer, req, key, exact_only=exact_only, avoid_errors=avoid_errors
@@ -361,6 +413,7 @@ class MockStore:
         flows.respond(f, answer.response, prefix + answer.source, note)
         if answer.endpoint:
             f.metadata[flows.META_KEY]["endpoint"] = answer.endpoint
+        return answer
 
     async def _virtual(self, f: http.HTTPFlow, req: Request, prefix: str, *, body_dropped: bool) -> bool:
         if body_dropped and f.request.raw_content and "content-encoding" not in f.request.headers:
@@ -371,21 +424,92 @@ class MockStore:
         flows.respond(f, response, prefix + STATE)
         return True
 
+    # --- failover ----------------------------------------------------------------------
+
     async def _failover(self, f: http.HTTPFlow) -> None:
         r = f.request
+        name = f"{r.scheme}://{flows.authority(r)}"
+        if self.breaker.is_open(name):  # known down: not worth a try
+            await self._stand_in_for_upstream(f, "down", f"upstream {name} is down")
+            return
+        if r.raw_content is None:  # streamed (stream_large_bodies): only mitmproxy can forward it
+            return
         started = time.time()
         try:
-            status, headers, body = await asyncio.to_thread(
-                upstream.forward, r.method, r.scheme, r.host, r.port, r.path,
-                list(r.headers.items(multi=True)), r.raw_content or b"",
-                timeout=self.upstream_timeout, verify=not ctx.options.ssl_insecure,
-            )
-        except upstream.UpstreamError as e:
-            await self._answer(f, prefix="failover-", note=str(e))
+            forwarder = self._forwarding()
+        except ValueError as e:  # the trusted CA options name no usable certificates
+            await self._stand_in_for_upstream(f, upstream.TLS, str(e))
             return
-        f.response = http.Response.make(status, body, http.Headers([(k.encode(), v.encode()) for k, v in headers]))
-        f.response.timestamp_start = started
+        sni = f.server_conn.sni if isinstance(f.server_conn.sni, str) else None
+        request = (r.method, r.scheme, r.host, r.port, r.path, list(r.headers.fields), r.raw_content)
+        try:
+            try:
+                reply = await forwarder.forward(*request, sni=sni)
+            except upstream.UpstreamError:
+                raise
+            except Exception as e:  # a request httpx refuses to send (a header it cannot encode, ...)
+                log.debug("mockstore: forwarding failed", exc_info=True)
+                raise upstream.UpstreamError(upstream.UNREACHABLE, f"forwarding failed: {type(e).__name__}: {e}") from None
+        except upstream.UpstreamError as e:
+            self.breaker.failed(name, e.cause, self._probe(forwarder, request, sni))
+            await self._stand_in_for_upstream(f, e.cause, str(e))
+            return
+        headers = reply.headers
+        bodiless = r.method == "HEAD" or reply.status in (204, 304) or reply.status < 200
+        if not bodiless and not any(k.lower() == b"content-length" for k, _ in headers):
+            headers = headers + [(b"content-length", str(len(reply.body)).encode())]
+        # as it came: raw bytes under their own content-encoding (Response.make would encode again)
+        f.response = http.Response(
+            reply.http_version, reply.status, reply.reason, http.Headers(headers), reply.body, None, started, time.time()
+        )
+        if reply.status < 500:
+            self.breaker.succeeded(name)
+        # A 5xx is answered from mockstore in the response hook, after it is learned. It is
+        # no sign of a dead upstream for the breaker: one failing endpoint would open it for all.
         f.metadata.setdefault(flows.META_KEY, {}).update(forwarded=True, duration_ms=(time.time() - started) * 1000)
+
+    async def _stand_in_for_upstream(self, f: http.HTTPFlow, cause: str, note: str) -> None:
+        """A failover answer: never a recorded error when a success of the request is known;
+        logged once per endpoint and cause."""
+        answer = await self._answer(f, prefix="failover-", note=note, avoid_errors=True)
+        if f.response is not None:
+            f.response.headers[UPSTREAM_HEADER] = cause
+        endpoint = answer.endpoint if answer is not None and answer.endpoint else "a virtual or unknown endpoint"
+        key = f"failover\n{endpoint}\n{cause}"
+        if key not in self._warned:
+            self._warned.add(key)
+            source = f.metadata.get(flows.META_KEY, {}).get("source", "?")
+            log.warning(f"mockstore: failover for {endpoint}: {note}; answered {source} (logged once per endpoint and cause)")
+
+    def _forwarding(self) -> upstream.Forwarder:
+        """The forwarder for the current options (made again when they change)."""
+        o = ctx.options
+        key = (self.upstream_timeout, o.ssl_insecure, o.ssl_verify_upstream_trusted_ca, o.ssl_verify_upstream_trusted_confdir)
+        if key != self._forwarder_key:
+            old = self._forwarder
+            self._forwarder = upstream.Forwarder(timeout=key[0], tls=upstream.Tls(*key[1:]))
+            self._forwarder_key = key
+            if old is not None:
+                asyncio.get_running_loop().create_task(old.aclose())
+        return self._forwarder
+
+    @staticmethod
+    def _probe(forwarder: upstream.Forwarder, request: tuple, sni: str | None):
+        """How the breaker tells the upstream is back: the failed request sent again when it
+        is safe to (GET, HEAD, OPTIONS) is answered, whatever the status (a hanging upstream
+        accepts connections); otherwise a connection is made."""
+        method, scheme, host, port = request[:4]
+
+        async def probe() -> bool:
+            if method in ("GET", "HEAD", "OPTIONS"):
+                try:
+                    await forwarder.forward(*request, sni=sni)
+                    return True
+                except upstream.UpstreamError:
+                    return False
+            return await forwarder.reachable(scheme, host, port, sni)
+
+        return probe
 
     def response(self, f: http.HTTPFlow):
         fault = self.faults.pop(f.id, None) if self.faults else None
@@ -397,7 +521,7 @@ class MockStore:
             if fingerprint is not None and self._learn_again(fingerprint, *when):
                 when = None
         meta = f.metadata.get(flows.META_KEY)
-        failed_over = meta is not None and meta.get("forwarded") and f.response.status_code >= 500
+        failed_over = meta is not None and "source" not in meta and meta.get("forwarded") and f.response.status_code >= 500
         if when is None and fault is None and not failed_over:
             return None
         return self._response(f, fault, when, fingerprint, failed_over)
@@ -406,7 +530,10 @@ class MockStore:
         if when is not None:
             await self._learn(f, *when, fingerprint)
         if failed_over:
-            await self._answer(f, prefix="failover-", note=f"upstream answered {f.response.status_code}", avoid_errors=True)
+            try:
+                await self._stand_in_for_upstream(f, upstream.SERVER_ERROR, f"upstream answered {f.response.status_code}")
+            except Exception as e:
+                self._fail(f, e)
         if fault is not None:
             self.chaos.apply_response(f, fault)
 
@@ -439,7 +566,10 @@ class MockStore:
 
     async def _learn(self, f: http.HTTPFlow, started: float, duration_ms: float, fingerprint) -> None:
         """Learning's full path: an exchange not seen before (or not cheaply)."""
-        ex, problem = flows.to_exchange(f, self._max_body)
+        if _encoded_size(f.request) + _encoded_size(f.response) > OFF_LOOP_ENCODED:
+            ex, problem = await asyncio.to_thread(flows.to_exchange, f, self._max_body)
+        else:
+            ex, problem = flows.to_exchange(f, self._max_body)
         ex.started, ex.duration_ms = started, duration_ms
         if problem:
             self._warn_once(problem)
@@ -588,6 +718,15 @@ def _learned_latency(stats, stat: str) -> float | None:
     The latency histogram keeps no mean: the median stands in for it."""
     named = {"median": 50.0, "mean": 50.0, "max": 100.0, "min": 0.0}
     return stats.percentile(named[stat] if stat in named else float(stat.lstrip("p")))
+
+
+_PACKAGE = __name__.rpartition(".")[0]
+
+
+def _encoded_size(m: http.Message) -> int:
+    """Bytes of a body under a content-encoding (decoding it may cost far more), else 0."""
+    raw = m.raw_content
+    return len(raw) if raw and "content-encoding" in m.headers else 0
 
 
 def _is_upgrade(f: http.HTTPFlow) -> bool:

@@ -59,8 +59,9 @@ class Responder:
         """The request's match key (both ways of answering below take it, to make it once)."""
         return request_key(req, redacting=self.redacting)
 
-    def exact_cached(self, req: Request, key: int) -> Answer | None:
-        """An exact match whose response is in memory; None means: ask `answer`."""
+    def exact_cached(self, req: Request, key: int, *, avoid_errors: bool = False) -> Answer | None:
+        """An exact match whose response is in memory; None means: ask `answer` (as for a
+        recorded 5xx with `avoid_errors`, which `answer` passes over)."""
         ids = self.model.recorded.peek(key)
         if not ids:
             return None
@@ -69,7 +70,7 @@ class Responder:
             n = self.model.cursors.get(key, 0)
             exchange_id = ids[min(n, len(ids) - 1)]
             resp = self.model.cache.get(exchange_id)
-            if resp is None:
+            if resp is None or (avoid_errors and resp.status >= 500):
                 return None
             self.model.cursors[key] = n + 1
         return self._recorded(req, resp)
