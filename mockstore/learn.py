@@ -85,14 +85,20 @@ def body_key(body: bytes, content_type: str) -> str:
         return "blake2b:" + hashlib.blake2b(body).hexdigest()
 
 
-def request_key(request, *, redacting: bool = True) -> int:
-    query = redact.query(request.query) if redacting else request.query
-    return match_key(request.method, request.authority, request.path, query, body_key(request.body, request.content_type))
+def request_key(request, redactor: "redact.Redactor | None" = None) -> int:
+    """The exact-match key of a request as it is stored: redacted (when `redactor` is given)
+    by the request alone, so learning and answering agree; with whether it carried credentials
+    (their presence, not their value)."""
+    creds = redact.has_credentials(request.headers)
+    if redactor is not None:
+        request = redactor.request(request)
+    body = body_key(request.body, request.content_type)
+    return match_key(request.method, request.authority, request.path, request.query, body, creds=creds)
 
 
-def stored_headers(headers, *, redacting: bool) -> list[tuple[str, str]]:
+def stored_headers(headers, redactor: "redact.Redactor | None" = None) -> list[tuple[str, str]]:
     hs = [(k, v) for k, v in headers if k.lower() not in WIRE_HEADERS]
-    return redact.headers(hs) if redacting else hs
+    return redactor.headers(hs) if redactor is not None else hs
 
 
 class Learner:
@@ -103,6 +109,8 @@ class Learner:
         self.model = model
         self.store = store
         self.redacting = redacting
+        # redacted before anything is learned: templates, statistics, drift samples, recordings
+        self.redactor = redact.for_store(store) if redacting else None
         self.drift = drift
         # Bodies learned before, by hash: one seen again teaches nothing new (same shape, so
         # no drift either), and APIs repeat themselves a lot. It is counted, not re-parsed.
@@ -167,8 +175,8 @@ class Learner:
         """Volatile headers differ from the exchange `seen` was made of: record the new ones
         from now on (once a second for a Date header, on every exchange for a request id)."""
         row = list(seen.row)
-        row[6] = json.dumps(stored_headers(from_wire(fingerprint.request_headers), redacting=self.redacting))
-        headers = stored_headers(from_wire(fingerprint.response_headers), redacting=self.redacting)
+        row[6] = json.dumps(stored_headers(from_wire(fingerprint.request_headers), self.redactor))
+        headers = stored_headers(from_wire(fingerprint.response_headers), self.redactor)
         if headers != seen.stored.headers:
             seen.stored = Response(seen.status, headers, seen.stored.body)
             row[9] = json.dumps(headers)
@@ -180,6 +188,9 @@ class Learner:
         statistics are learned, the body is neither stored nor learned from. With a
         `fingerprint`, an identical exchange later can be learned with `learn_again`."""
         self.catch_up()
+        creds = redact.has_credentials(ex.request.headers)
+        if self.redactor is not None:
+            ex = self.redactor.exchange(ex)
         req, resp = ex.request, ex.response
         req_type, resp_type = req.content_type, resp.content_type
         ep = self.model.learn_endpoint(req.method, req.authority, req.path)
@@ -216,7 +227,7 @@ class Learner:
 
         exchange_id = self.model.ids.next()
         if record_body:
-            row, tail, stored, key, summary = self._record(ex, ep, exchange_id, source)
+            row, tail, stored, key, summary = self._record(ex, ep, exchange_id, source, creds)
             # Only an exchange whose response body the schema counted: one that is not JSON
             # goes through the drift check's envelope every time (status, content type).
             if fingerprint is not None and resp_counted and not alerts:
@@ -241,23 +252,19 @@ class Learner:
             bodies_seen.clear()
         bodies_seen.add(key[-1])
 
-    def _record(self, ex: Exchange, ep: Endpoint, exchange_id: int, source: str) -> tuple:
-        """Record an exchange; what `_Seen` keeps of it: (row, tail, stored response, match
-        key, summary)."""
+    def _record(self, ex: Exchange, ep: Endpoint, exchange_id: int, source: str, creds: bool) -> tuple:
+        """Record an exchange (redacted by `learn`; `creds`: whether the request carried
+        credentials); what `_Seen` keeps of it: (row, tail, stored response, match key, summary)."""
         req, resp = ex.request, ex.response
-        query = redact.query(req.query) if self.redacting else req.query
+        query = req.query
         body = body_key(req.body, req.content_type)
-        key = match_key(req.method, req.authority, req.path, query, body)
-        req_body, resp_body = req.body, resp.body
-        if self.redacting:
-            secrets = redact.secret_values(req.headers, req.query)
-            req_body, resp_body = redact.scrub(req_body, secrets), redact.scrub(resp_body, secrets)
-        stored = Response(resp.status, stored_headers(resp.headers, redacting=self.redacting), resp_body)
-        summary = (req.path, query, hash(body))
+        key = match_key(req.method, req.authority, req.path, query, body, creds=creds)
+        stored = Response(resp.status, stored_headers(resp.headers), resp.body)
+        summary = (req.path, query, hash(body), creds)
         self.model.add_recorded(key, exchange_id, stored, ep, summary)
         row = (req.scheme, req.authority, req.port, req.method, req.path, json.dumps(query),
-               json.dumps(stored_headers(req.headers, redacting=self.redacting)), req_body,
-               resp.status, json.dumps(stored.headers), resp_body)
+               json.dumps(stored_headers(req.headers)), req.body,
+               resp.status, json.dumps(stored.headers), resp.body)
         tail = (ep.template, key, source)
         if self.store is not None:
             self.store.insert(INSERT_EXCHANGE, (exchange_id, ex.started, *row, ex.duration_ms, *tail))

@@ -1,67 +1,436 @@
-"""Secrets never reach the store: credentials in headers and query strings are replaced.
+"""Secrets never reach the store: credentials become placeholders before anything is learned.
 
-The value becomes a fixed marker, so matching and learning still see that a credential was
-there, but the file on disk cannot leak it.
+A secret is found by its name (split into tokens, so `refreshToken` and `X-Auth-Token` are
+secrets while `author`, `authority` and `authorId` are not) or by its shape (a JWT, a long
+random token), in headers, the query, the path, JSON and form bodies, and URLs inside any of
+them. It becomes `REDACTED-` and a keyed hash of it: the same secret gets the same
+placeholder everywhere, so the token a login answered and the header that later carries it
+agree, and a store learned with redaction still replays. The key is random per store (its
+`meta` table), so a placeholder reveals nothing to whoever has only an export of it; and a
+placeholder is never redacted again, so a client replaying what a mock answered matches too.
+
+Whether a request carried credentials at all (not their value) is kept apart: it is part of
+exact matching (see `learn.request_key`), so the 401 seen before a login and the profile seen
+after it are two recordings.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
 import re
+import threading
+import weakref
+from dataclasses import replace
+from urllib.parse import quote_plus, unquote_plus
 
-MARKER = "[redacted]"
+from .exchange import Exchange, Request, Response, is_json_type
+from .store import register_tables
 
-SECRET_HEADERS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "x-api-key",
-        "api-key",
-        "apikey",
-        "x-auth-token",
-        "x-access-token",
-        "x-csrf-token",
-        "x-xsrf-token",
-    }
-)
-_SECRET_NAME = re.compile(r"(token|secret|passw|api[-_]?key|apikey|session|signature|auth)", re.I)
+PREFIX = "REDACTED-"
+MARKER = "[redacted]"  # what stores written before placeholders hold
+_PLACEHOLDER = re.compile(r"REDACTED-[0-9a-f]{12}")
+META_KEY = "redact_key"
+
+# --- names ------------------------------------------------------------------------------
+
+# A name is split into lower-case tokens at `_ - . space` and camelCase boundaries. It names
+# a secret when one of its tokens is one of these (or ends with one of SUFFIXES: `csrftoken`),
+# unless its last token says it is about the secret, not the secret (`token_type`,
+# `password_changed_at`, `token_url`).
+WORDS = frozenset({
+    "auth", "authorization", "authentication", "authn", "oauth", "password", "passwd", "passphrase",
+    "pwd", "pass", "secret", "secrets", "token", "tokens", "jwt", "credential", "credentials",
+    "cookie", "cookies", "signature", "sig", "session", "sess", "sessionid", "sessid", "phpsessid",
+    "jsessionid", "otp", "totp", "csrf", "xsrf", "apikey", "accesskey", "secretkey", "privatekey",
+    "bearer", "saml", "samlresponse",
+})
+SUFFIXES = ("token", "secret", "password", "passwd", "apikey", "sessionid", "sessid")
+# `key` is a secret when something says which: `api_key`, `private_key`, `Ocp-Apim-Subscription-Key`.
+KEY_KINDS = frozenset({
+    "api", "access", "private", "secret", "subscription", "client", "signing", "encryption",
+    "master", "auth", "session", "license", "app", "consumer", "shared", "ssh", "gpg", "pgp",
+    "sas", "functions", "account", "storage", "service", "developer", "user",
+})
+ABOUT = frozenset({
+    "type", "types", "expires", "expiry", "expiration", "exp", "in", "at", "ttl", "length",
+    "len", "count", "url", "urls", "uri", "endpoint", "hint", "policy", "required", "enabled",
+    "set", "changed", "updated", "created", "format", "method", "methods", "strength", "version",
+    "status", "valid", "lifetime", "age", "name", "provider", "scheme", "scope", "scopes", "mode",
+})
+# Query and form parameters that are secrets on their own: Google's `key`, a signed URL's
+# `sig`, OAuth's authorization `code`.
+BARE_PARAMS = frozenset({"key", "sig", "code", "pw", "passcode", "apikey", "access_token"})
+# Headers named like a secret that are no credential of the user's.
+NOT_CREDENTIALS = frozenset({"idempotency-key", "sec-websocket-key", "x-csrf-token", "x-xsrf-token", "x-csrftoken"})
+
+_TOKENS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 
 
-@functools.lru_cache(maxsize=4096)  # a handful of names, asked for on every exchange
+def name_tokens(name: str) -> list[str]:
+    """`X-Amz-Credential` -> x amz credential; `refreshToken` -> refresh token; `APIKey` -> api key."""
+    return [t.lower() for t in _TOKENS.findall(name)]
+
+
+@functools.lru_cache(maxsize=8192)  # a handful of names, asked for on every exchange
+def is_secret_name(name: str) -> bool:
+    """A JSON field, cookie, header or parameter name that holds a secret."""
+    tokens = name_tokens(name)
+    if not tokens or tokens[-1] in ABOUT:
+        return False
+    for i, t in enumerate(tokens):
+        if t in WORDS or t.endswith(SUFFIXES):
+            return True
+        if t == "key" and i > 0 and tokens[i - 1] in KEY_KINDS:
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=4096)
 def is_secret_header(name: str) -> bool:
     n = name.lower()
-    return n in SECRET_HEADERS or bool(_SECRET_NAME.search(n))
+    if n in ("idempotency-key", "sec-websocket-key"):
+        return False
+    # a header ending in -Key is a key: X-Api-Key, X-Functions-Key, Ocp-Apim-Subscription-Key
+    return is_secret_name(name) or n.endswith("-key") or n in ("apikey", "api-key", "key")
 
 
 @functools.lru_cache(maxsize=4096)
 def is_secret_param(name: str) -> bool:
+    return name.lower() in BARE_PARAMS or is_secret_name(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _credential_header(name: str) -> bool:
     n = name.lower()
-    return n in ("key", "sig", "code") or bool(_SECRET_NAME.search(n))
+    return n == "cookie" or (is_secret_header(name) and n not in NOT_CREDENTIALS and n != "set-cookie")
 
 
-def headers(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(k, MARKER if is_secret_header(k) else v) for k, v in pairs]
+def has_credentials(headers) -> bool:
+    """Whether a request carries credentials: an Authorization, Cookie or API-key header, or a
+    JWT in any header. Their values do not matter: a redacted one counts as much as a real one."""
+    for k, v in headers:
+        if v and (_credential_header(k) or "eyJ" in v and _JWT.search(v)):
+            return True
+    return False
 
 
-def query(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(k, MARKER if is_secret_param(k) else v) for k, v in pairs]
+# --- shapes -----------------------------------------------------------------------------
+
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*)+")
+_RUN = re.compile(r"[A-Za-z0-9_\-+/=]{24,}")
+_ALNUM = re.compile(r"[A-Za-z0-9]+")
+_URL_PARAM = re.compile(r"([?&;])([^=&#?;\s\"'<>]+)=([^&#;\s\"'<>]*)")
+_TEXT_GATE = re.compile(r"[A-Za-z0-9_\-+/=]{24}|eyJ|=")
+MAX_TOKEN = 4096  # longer runs are data (inline images), not credentials
 
 
-def secret_values(headers: list[tuple[str, str]], query: list[tuple[str, str]]) -> list[bytes]:
-    """The secrets in a request, to scrub where a body echoes them (`Bearer x` gives `x` too)."""
-    values = [v for k, v in headers if is_secret_header(k)] + [v for k, v in query if is_secret_param(k)]
-    out = set()
-    for v in values:
-        for part in (v, v.split(" ", 1)[-1]):
-            if len(part) >= 6:
-                out.add(part.encode())
-    return sorted(out, key=len, reverse=True)
+def _random(s: str) -> bool:
+    """Whether a run of token characters looks like a random token, not a word, slug,
+    identifier or path: base62/64 of 24+ characters mixing both cases and digits, or 32+
+    single-case letters and digits (hex, base32) in one stretch. A uuid, a mongo id and
+    a `how-to-train-a-dragon-2024` slug are not."""
+    core = s.rstrip("=")
+    n = len(core)
+    if n < 24 or n > MAX_TOKEN:
+        return False
+    digits = sum(c.isdigit() for c in core)
+    if digits < 2:
+        return False
+    upper = any(c.isupper() for c in core)
+    lower = any(c.islower() for c in core)
+    if not (upper or lower):
+        return False
+    longest = max(len(m) for m in _ALNUM.findall(core))
+    if upper and lower:
+        return longest >= 16
+    return longest >= 32 and n - digits >= 4
 
 
-def scrub(body: bytes, secrets: list[bytes]) -> bytes:
-    for secret in secrets:
-        if secret in body:
-            body = body.replace(secret, MARKER.encode())
-    return body
+def looks_secret(value: str) -> bool:
+    """A whole value that is a JWT or a random token."""
+    return bool(_JWT.fullmatch(value)) or (_RUN.fullmatch(value) is not None and _random(value))
+
+
+# --- the key ----------------------------------------------------------------------------
+
+
+@register_tables
+def _create_key(db) -> None:
+    """Every store gets its own key, once; workers sharing the file read the same one."""
+    db.execute("insert or ignore into meta (key, value) values (?, ?)", [META_KEY, os.urandom(16).hex()])
+
+
+_PROCESS_KEY = os.urandom(16)  # learning and answering without a store, in this process
+_by_store: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_by_store_lock = threading.Lock()
+
+
+def for_store(store) -> "Redactor":
+    """The redactor of a store (its key from `meta`), one per store object."""
+    if store is None:
+        return Redactor(_PROCESS_KEY)
+    with _by_store_lock:
+        r = _by_store.get(store)
+        if r is None:
+            row = store.db.execute("select value from meta where key = ?", [META_KEY]).fetchone()
+            r = _by_store[store] = Redactor(bytes.fromhex(row[0]) if row else _PROCESS_KEY)
+        return r
+
+
+def is_placeholder(value: str) -> bool:
+    return value.startswith(PREFIX) and _PLACEHOLDER.fullmatch(value) is not None
+
+
+# --- redaction --------------------------------------------------------------------------
+
+
+class _Found:
+    """The secrets one message gave up, by value: to scrub where they appear again unnamed."""
+
+    __slots__ = ("secrets",)
+
+    def __init__(self, secrets: dict[str, str] | None = None):
+        self.secrets: dict[str, str] = dict(secrets or {})
+
+
+class Redactor:
+    """Placeholders under one key. Thread-safe: it only reads its key and a bounded cache."""
+
+    CACHE = 4096
+    SCRUB_MIN = 6  # shorter secrets are not hunted in other text: "123" is everywhere
+
+    def __init__(self, key: bytes):
+        self.key = key
+        self._cache: dict[str, str] = {}
+
+    def placeholder(self, secret: str) -> str:
+        if secret.startswith(PREFIX) and _PLACEHOLDER.fullmatch(secret):
+            return secret
+        p = self._cache.get(secret)
+        if p is None:
+            digest = hashlib.blake2b(secret.encode("utf-8", "surrogateescape"), key=self.key, digest_size=6)
+            p = PREFIX + digest.hexdigest()
+            if len(self._cache) >= self.CACHE:
+                self._cache.clear()
+            self._cache[secret] = p
+        return p
+
+    def _hide(self, secret: str, found: _Found) -> str:
+        if not secret or (secret.startswith(PREFIX) and _PLACEHOLDER.fullmatch(secret)):
+            return secret
+        p = self.placeholder(secret)
+        if len(secret) >= self.SCRUB_MIN:
+            found.secrets[secret] = p
+        return p
+
+    # -- free text: a header value, a query value, a string in a body --------------------
+
+    def text(self, s: str, found: _Found) -> str:
+        """Secrets inside free text: parameters named like secrets in URLs, JWTs, random tokens."""
+        if len(s) < 24 and "=" not in s:
+            return s
+        if "=" in s and ("?" in s or "&" in s):
+            s = _URL_PARAM.sub(lambda m: self._url_param(m, found), s)
+        if "eyJ" in s:
+            s = _JWT.sub(lambda m: self._hide(m.group(), found), s)
+        if len(s) >= 24:
+            s = _RUN.sub(lambda m: self._run(m.group(), found), s)
+        return s
+
+    def _url_param(self, m: re.Match, found: _Found) -> str:
+        sep, name, value = m.groups()
+        if not value or not is_secret_param(unquote_plus(name)):
+            return m.group()
+        return f"{sep}{name}={self._hide(unquote_plus(value), found)}"
+
+    def _run(self, s: str, found: _Found) -> str:
+        if PREFIX in s:
+            return s
+        if _random(s) and s.count("/") * 12 <= len(s):
+            return self._hide(s, found)
+        if "/" in s:  # a path: each of its segments on its own
+            return "/".join(self._hide(p, found) if _random(p) else p for p in s.split("/"))
+        return s
+
+    # -- headers ------------------------------------------------------------------------
+
+    def headers(self, pairs, found: _Found | None = None) -> list[tuple[str, str]]:
+        found = found if found is not None else _Found()
+        out = []
+        for k, v in pairs:
+            n = k.lower()
+            if not v:
+                out.append((k, v))
+            elif n in ("authorization", "proxy-authorization"):
+                scheme, sep, cred = v.partition(" ")
+                out.append((k, f"{scheme} {self._hide(cred.strip(), found)}" if sep else self._hide(v, found)))
+            elif n == "cookie":
+                out.append((k, "; ".join(self._cookie(c, found) for c in v.split(";") if c.strip())))
+            elif n == "set-cookie":
+                first, sep, attrs = v.partition(";")
+                out.append((k, self._cookie(first, found) + sep + attrs))
+            elif is_secret_header(k):
+                out.append((k, self._hide(v, found)))
+            else:
+                out.append((k, self.text(v, found)))
+        return out
+
+    def _cookie(self, pair: str, found: _Found) -> str:
+        """Every cookie's value: which of them hold the session is not knowable by name."""
+        name, sep, value = pair.strip().partition("=")
+        return f"{name}={self._hide(value, found)}" if sep else self._hide(name, found)
+
+    # -- query and path -----------------------------------------------------------------
+
+    def query(self, pairs, found: _Found | None = None) -> list[tuple[str, str]]:
+        found = found if found is not None else _Found()
+        return [(k, self._hide(v, found) if is_secret_param(k) else self.text(v, found)) for k, v in pairs]
+
+    def path(self, path: str, found: _Found | None = None) -> str:
+        """Tokens in path segments (`/reset/<token>`, `/verify/<jwt>`), before the path is
+        learned into a template: endpoint ids and OpenAPI paths never hold them."""
+        if len(path) < 24:
+            return path
+        found = found if found is not None else _Found()
+        return "/".join(self._segment(s, found) if len(s) >= 24 else s for s in path.split("/"))
+
+    def _segment(self, s: str, found: _Found) -> str:
+        if PREFIX in s:
+            return s
+        if looks_secret(s):
+            return self._hide(s, found)
+        return self.text(s, found)
+
+    # -- bodies -------------------------------------------------------------------------
+
+    def body(self, body: bytes, content_type: str, found: _Found | None = None) -> bytes:
+        found = found if found is not None else _Found()
+        if not body:
+            return body
+        ct = content_type.split(";")[0].strip().lower()
+        if ct == "application/x-www-form-urlencoded":
+            return self._form(body, found)
+        if is_json_type(ct) or body[:1] in (b"{", b"["):
+            try:
+                value = json.loads(body)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                pass  # not JSON after all: as text below
+            else:
+                try:
+                    new = self._json(value, None, found)
+                except RecursionError:
+                    return self._text_body(body, found)
+                return body if new == value else json.dumps(new, ensure_ascii=False).encode()
+        if ct.startswith(("image/", "audio/", "video/", "font/")) or ct in ("text/css", "text/javascript",
+                                                                            "application/javascript", "application/octet-stream"):
+            return body
+        return self._text_body(body, found)
+
+    def _text_body(self, body: bytes, found: _Found) -> bytes:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return body  # binary: not ours to search
+        if not _TEXT_GATE.search(text):
+            return body
+        new = self.text(text, found)
+        return body if new == text else new.encode()
+
+    def _json(self, v, name: str | None, found: _Found):
+        if isinstance(v, dict):
+            out = {}
+            for k, x in v.items():
+                if isinstance(k, str) and len(k) >= 24:
+                    k = self.text(k, found)
+                out[k] = self._json(x, k, found)
+            return out
+        if isinstance(v, list):
+            return [self._json(x, name, found) for x in v]  # a list of tokens is tokens
+        if name is not None and is_secret_name(name):
+            if isinstance(v, str):
+                return self._hide(v, found)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return self._hide(str(v), found)
+            return v
+        if isinstance(v, str):
+            return self.text(v, found)
+        return v
+
+    def _form(self, body: bytes, found: _Found) -> bytes:
+        try:
+            text = body.decode("ascii")
+        except UnicodeDecodeError:
+            return self._text_body(body, found)
+        parts = []
+        for pair in text.split("&"):
+            name, sep, value = pair.partition("=")
+            if sep and value:
+                plain = unquote_plus(value)
+                if is_secret_param(unquote_plus(name)):
+                    value = self._hide(plain, found)
+                else:
+                    new = self.text(plain, found)
+                    if new != plain:
+                        value = quote_plus(new, safe="")
+            parts.append(name + sep + value)
+        return "&".join(parts).encode()
+
+    # -- echoes -------------------------------------------------------------------------
+
+    @staticmethod
+    def scrub_bytes(data: bytes, found: _Found) -> bytes:
+        """The secrets found elsewhere in the exchange, where this text repeats them unnamed."""
+        if not data or not found.secrets:
+            return data
+        for secret in sorted(found.secrets, key=len, reverse=True):
+            raw = secret.encode("utf-8", "surrogateescape")
+            if raw in data:
+                data = data.replace(raw, found.secrets[secret].encode())
+        return data
+
+    @staticmethod
+    def scrub_text(text: str, found: _Found) -> str:
+        if not text or not found.secrets:
+            return text
+        for secret in sorted(found.secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, found.secrets[secret])
+        return text
+
+    # -- whole messages -----------------------------------------------------------------
+
+    def request(self, req: Request, found: _Found | None = None) -> Request:
+        """The request as it is stored and matched: a function of the request alone, so that
+        the same request redacts to the same match key when it is learned and when it is
+        answered."""
+        found = found if found is not None else _Found()
+        headers = self.headers(req.headers, found)
+        path = self.path(req.path, found)
+        query = self.query(req.query, found)
+        body = self.body(req.body, req.content_type, found)
+        if found.secrets:  # a secret named in one place, repeated unnamed in another
+            secret_headers = {i for i, (k, _) in enumerate(req.headers) if is_secret_header(k) or k.lower() in ("cookie", "set-cookie")}
+            headers = [(k, v if i in secret_headers else self.scrub_text(v, found)) for i, (k, v) in enumerate(headers)]
+            path = self.scrub_text(path, found)
+            query = [(k, self.scrub_text(v, found)) for k, v in query]
+            body = self.scrub_bytes(body, found)
+        return replace(req, headers=headers, path=path, query=query, body=body)
+
+    def response(self, resp: Response, found: _Found | None = None) -> Response:
+        found = found if found is not None else _Found()
+        headers = self.headers(resp.headers, found)
+        body = self.body(resp.body, resp.content_type, found)
+        if found.secrets:
+            headers = [(k, self.scrub_text(v, found)) for k, v in headers]
+            body = self.scrub_bytes(body, found)
+        return replace(resp, headers=headers, body=body)
+
+    def exchange(self, ex: Exchange) -> Exchange:
+        """Both messages; the response is also scrubbed of the request's secrets (an echo)."""
+        found = _Found()
+        req = self.request(ex.request, found)
+        resp = self.response(ex.response, found)
+        return replace(ex, request=req, response=resp)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -50,6 +51,7 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Databas
         if readonly:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         else:
+            _create_private(path)
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 10000")
         if not readonly:
@@ -59,6 +61,17 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Databas
     except sqlite3.DatabaseError as e:
         raise StoreError(f"cannot open the store {path!r}: {e}") from e
     return sqlite_utils.Database(conn)
+
+
+def _create_private(path: str) -> None:
+    """A new store is its owner's alone (0600): it holds what an API answered. SQLite gives
+    its -wal and -shm files the same mode. An existing file keeps the mode it has."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:  # it exists, or cannot be made: sqlite3 says which, below
+        pass
 
 
 def migrate(db: sqlite_utils.Database) -> None:
