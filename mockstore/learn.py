@@ -90,7 +90,7 @@ def request_key(request, redactor: "redact.Redactor | None" = None) -> int:
     by the request alone, so learning and answering agree; with whether it carried credentials
     (their presence, not their value)."""
     creds = redact.has_credentials(request.headers)
-    if redactor is not None:
+    if redactor is not None and not redactor.keeps_key(request):
         request = redactor.request(request)
     body = body_key(request.body, request.content_type)
     return match_key(request.method, request.authority, request.path, request.query, body, creds=creds)

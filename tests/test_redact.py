@@ -299,3 +299,17 @@ def test_me_answers_as_it_was_seen_with_and_without_credentials(backend, proxy):
         assert c.get("/me").json()["name"] == "Ada"  # with the session cookie the mock gave
     with mock.client() as c:
         assert c.get("/me", headers={"Authorization": f"Bearer {token}"}).json()["name"] == "Ada"
+
+
+def test_the_cheap_way_to_a_key_gives_the_same_key():
+    """`keeps_key` lets a plain request skip redaction; only when redaction would change nothing."""
+    r = redact.Redactor(KEY)
+    plain = Request("GET", "api", "/users/42", headers=[("Accept", "*/*"), ("User-Agent", "x" * 40)])
+    assert r.keeps_key(plain) and request_key(plain, r) == request_key(plain)
+    for req in (
+        Request("GET", "api", "/users/abcdef1", headers=[("Authorization", "Bearer abcdef1")]),
+        Request("GET", "api", "/users/abcdef1", headers=[("Referer", "https://x/?pwd=abcdef1")]),
+        Request("GET", "api", f"/reset/{RESET_TOKEN}"),
+    ):
+        assert not r.keeps_key(req)
+        assert r.request(req).path != req.path
