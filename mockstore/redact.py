@@ -133,6 +133,7 @@ def has_credentials(headers) -> bool:
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*)+")
 _RUN = re.compile(r"[A-Za-z0-9_\-+/=]{24,}")
 _ALNUM = re.compile(r"[A-Za-z0-9]+")
+_WORD = re.compile(r"[a-z0-9_.~=+-]*")  # a path segment that is no fragment of a token
 _URL_PARAM = re.compile(r"([?&;])([^=&#?;\s\"'<>]+)=([^&#;\s\"'<>]*)")
 # Gates, for a whole body, before anything costlier: a run of 24 token characters is found by
 # mapping them all to "a" (bytes.translate) and looking for 24 of those (bytes.find), ten
@@ -148,6 +149,9 @@ _NUMBER = r"-?\d[0-9.eE+-]*"
 # `"name": value` with a string, a number or a flat list of them as the value
 _MEMBER = re.compile(rf'({_STRING})\s*:\s*({_STRING}|{_NUMBER}|\[\s*(?:(?:{_STRING}|{_NUMBER})\s*,?\s*)*\])')
 _ELEMENT = re.compile(rf"{_STRING}|{_NUMBER}")
+# a multipart field: its headers (the name in Content-Disposition), its value, the next boundary
+_PART = re.compile(rb'(Content-Disposition:[^\r\n]*?\bname="([^"]*)"[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n)(.*?)(\r\n--)',
+                   re.I | re.S)
 
 
 def _may_hold_secrets(data: bytes) -> tuple[bool, bool]:
@@ -220,10 +224,6 @@ def _unquote(literal: str) -> str:
         return json.loads(literal)
     except ValueError:
         return literal[1:-1]
-
-
-def is_placeholder(value: str) -> bool:
-    return value.startswith(PREFIX) and _PLACEHOLDER.fullmatch(value) is not None
 
 
 # --- redaction --------------------------------------------------------------------------
@@ -320,9 +320,15 @@ class Redactor:
     def _run(self, s: str, found: _Found) -> str:
         if PREFIX in s:
             return s
-        if _random(s) and s.count("/") * 12 <= len(s):
+        if "/" in s:
+            parts = s.split("/")
+            tokens = [_random(p) for p in parts]
+            # a path (`/reset/<token>`): its words stay, its tokens go
+            if any(tokens) and all(t or _WORD.fullmatch(p) for p, t in zip(parts, tokens)):
+                return "/".join(self._hide(p, found) if t else p for p, t in zip(parts, tokens))
+        if _random(s) and s.count("/") * 12 <= len(s):  # one token, base64 with its slashes
             return self._hide(s, found)
-        if "/" in s:  # a path: each of its segments on its own
+        if "/" in s:  # a path with other words: its tokens go
             return "/".join(self._hide(p, found) if _random(p) else p for p in s.split("/"))
         return s
 
@@ -385,6 +391,8 @@ class Redactor:
         ct = content_type.split(";")[0].strip().lower()
         if ct == "application/x-www-form-urlencoded":
             return self._form(body, found)
+        if ct == "multipart/form-data":
+            body = _PART.sub(lambda m: self._part(m, found), body)
         if is_json_type(ct) or body[:1] in (b"{", b"["):
             return self._json_body(body, found)
         if ct.startswith(("image/", "audio/", "video/", "font/")) or ct in ("text/css", "text/javascript",
@@ -435,6 +443,13 @@ class Redactor:
             return body  # binary: not ours to search
         new = self.text(text, found)
         return body if new == text else new.encode()
+
+    def _part(self, m: re.Match, found: _Found) -> bytes:
+        """A multipart field named like a secret (not a file) gets a placeholder."""
+        head, name, value = m.group(1), m.group(2), m.group(3)
+        if b"filename=" in head or not is_secret_param(name.decode("utf-8", "replace")):
+            return m.group()
+        return head + self._hide(value.decode("utf-8", "surrogateescape"), found).encode() + m.group(4)
 
     def _form(self, body: bytes, found: _Found) -> bytes:
         try:

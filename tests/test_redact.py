@@ -313,3 +313,12 @@ def test_the_cheap_way_to_a_key_gives_the_same_key():
     ):
         assert not r.keeps_key(req)
         assert r.request(req).path != req.path
+
+
+def test_multipart_fields_named_like_secrets():
+    r = redact.Redactor(KEY)
+    body = (b'--XX\r\nContent-Disposition: form-data; name="username"\r\n\r\nada\r\n'
+            b'--XX\r\nContent-Disposition: form-data; name="password"\r\n\r\nhunter2-long\r\n'
+            b'--XX\r\nContent-Disposition: form-data; name="token"; filename="t.txt"\r\nContent-Type: text/plain\r\n\r\nfile\r\n--XX--\r\n')
+    out = r.body(body, "multipart/form-data; boundary=XX")
+    assert out == body.replace(b"hunter2-long", r.placeholder("hunter2-long").encode())
