@@ -68,6 +68,7 @@ class _Seen:
     row: tuple  # the INSERT's columns after `ts` and before `duration_ms`
     tail: tuple  # ... and after it
     headers: int  # `Fingerprint.headers` of the headers `row` and `stored` hold
+    secrets: "redact.Found | None" = None  # what redacting it found, to redact new headers alike
 
 
 def body_key(body: bytes, content_type: str) -> str:
@@ -96,9 +97,14 @@ def request_key(request, redactor: "redact.Redactor | None" = None) -> int:
     return match_key(request.method, request.authority, request.path, request.query, body, creds=creds)
 
 
-def stored_headers(headers, redactor: "redact.Redactor | None" = None) -> list[tuple[str, str]]:
+def stored_headers(headers, redactor: "redact.Redactor | None" = None,
+                   found: "redact.Found | None" = None) -> list[tuple[str, str]]:
+    """Headers as they are recorded: redacted, and scrubbed of the secrets `found` elsewhere in
+    their exchange."""
     hs = [(k, v) for k, v in headers if k.lower() not in WIRE_HEADERS]
-    return redactor.headers(hs) if redactor is not None else hs
+    if redactor is None:
+        return hs
+    return found.scrub_headers(redactor.headers(hs, found)) if found is not None else redactor.headers(hs)
 
 
 class Learner:
@@ -175,8 +181,8 @@ class Learner:
         """Volatile headers differ from the exchange `seen` was made of: record the new ones
         from now on (once a second for a Date header, on every exchange for a request id)."""
         row = list(seen.row)
-        row[6] = json.dumps(stored_headers(from_wire(fingerprint.request_headers), self.redactor))
-        headers = stored_headers(from_wire(fingerprint.response_headers), self.redactor)
+        row[6] = json.dumps(stored_headers(from_wire(fingerprint.request_headers), self.redactor, seen.secrets))
+        headers = stored_headers(from_wire(fingerprint.response_headers), self.redactor, seen.secrets)
         if headers != seen.stored.headers:
             seen.stored = Response(seen.status, headers, seen.stored.body)
             row[9] = json.dumps(headers)
@@ -189,8 +195,10 @@ class Learner:
         `fingerprint`, an identical exchange later can be learned with `learn_again`."""
         self.catch_up()
         creds = redact.has_credentials(ex.request.headers)
+        found = None
         if self.redactor is not None:
-            ex = self.redactor.exchange(ex)
+            found = redact.Found()
+            ex = self.redactor.exchange(ex, found)
         req, resp = ex.request, ex.response
         req_type, resp_type = req.content_type, resp.content_type
         ep = self.model.learn_endpoint(req.method, req.authority, req.path)
@@ -235,7 +243,7 @@ class Learner:
                     self._seen.clear()
                 self._seen[fingerprint.key] = _Seen(
                     ep, nodes, generation, req.authority, req.query, resp.status, resp_type, req_counted, key,
-                    stored, summary, row, tail, fingerprint.headers,
+                    stored, summary, row, tail, fingerprint.headers, found if found and found.secrets else None,
                 )
         return Learned(ep, exchange_id, alerts)
 

@@ -121,9 +121,10 @@ def _credential_header(name: str) -> bool:
 
 def has_credentials(headers) -> bool:
     """Whether a request carries credentials: an Authorization, Cookie or API-key header, or a
-    JWT in any header. Their values do not matter: a redacted one counts as much as a real one."""
+    JWT in any header (or the placeholder of one: a client of the mock sends back what it was
+    given). Their values do not matter."""
     for k, v in headers:
-        if v and (_credential_header(k) or "eyJ" in v and _JWT.search(v)):
+        if v and (_credential_header(k) or PREFIX in v or "eyJ" in v and _JWT.search(v)):
             return True
     return False
 
@@ -229,8 +230,10 @@ def _unquote(literal: str) -> str:
 # --- redaction --------------------------------------------------------------------------
 
 
-class _Found:
-    """The secrets one exchange gave up, by value: to scrub where they appear again unnamed."""
+class Found:
+    """The secrets one exchange gave up, by value: to scrub where they appear again unnamed
+    (a body that echoes the Authorization header, a header that repeats a password). Kept in
+    memory only, by whoever redacts that exchange's headers again (`Learner`)."""
 
     __slots__ = ("secrets", "_order")
 
@@ -251,6 +254,11 @@ class _Found:
             if secret in text:
                 text = text.replace(secret, self.secrets[secret])
         return text
+
+    def scrub_headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        if not self.secrets:
+            return headers
+        return [(k, v if PREFIX in v else self.scrub_text(v)) for k, v in headers]
 
     def scrub_bytes(self, data: bytes) -> bytes:
         if not data:
@@ -289,7 +297,7 @@ class Redactor:
             self._cache[secret] = p
         return p
 
-    def _hide(self, secret: str, found: _Found) -> str:
+    def _hide(self, secret: str, found: Found) -> str:
         if not secret or (secret.startswith(PREFIX) and _PLACEHOLDER.fullmatch(secret)):
             return secret
         p = self.placeholder(secret)
@@ -299,7 +307,7 @@ class Redactor:
 
     # -- free text: a header value, a query value, a string in a body --------------------
 
-    def text(self, s: str, found: _Found) -> str:
+    def text(self, s: str, found: Found) -> str:
         """Secrets inside free text: parameters named like secrets in URLs, JWTs, random tokens."""
         if len(s) < 24 and "=" not in s:
             return s
@@ -311,13 +319,13 @@ class Redactor:
             s = _RUN.sub(lambda m: self._run(m.group(), found), s)
         return s
 
-    def _url_param(self, m: re.Match, found: _Found) -> str:
+    def _url_param(self, m: re.Match, found: Found) -> str:
         sep, name, value = m.groups()
         if not value or not is_secret_param(unquote_plus(name)):
             return m.group()
         return f"{sep}{name}={self._hide(unquote_plus(value), found)}"
 
-    def _run(self, s: str, found: _Found) -> str:
+    def _run(self, s: str, found: Found) -> str:
         if PREFIX in s:
             return s
         if "/" in s:
@@ -334,8 +342,8 @@ class Redactor:
 
     # -- headers ------------------------------------------------------------------------
 
-    def headers(self, pairs, found: _Found | None = None) -> list[tuple[str, str]]:
-        found = found if found is not None else _Found()
+    def headers(self, pairs, found: Found | None = None) -> list[tuple[str, str]]:
+        found = found if found is not None else Found()
         out = []
         for k, v in pairs:
             kind = _header_kind(k)
@@ -356,26 +364,26 @@ class Redactor:
             out.append((k, v))
         return out
 
-    def _cookie(self, pair: str, found: _Found) -> str:
+    def _cookie(self, pair: str, found: Found) -> str:
         """Every cookie's value: which of them hold the session is not knowable by name."""
         name, sep, value = pair.strip().partition("=")
         return f"{name}={self._hide(value, found)}" if sep else self._hide(name, found)
 
     # -- query and path -----------------------------------------------------------------
 
-    def query(self, pairs, found: _Found | None = None) -> list[tuple[str, str]]:
-        found = found if found is not None else _Found()
+    def query(self, pairs, found: Found | None = None) -> list[tuple[str, str]]:
+        found = found if found is not None else Found()
         return [(k, self._hide(v, found) if is_secret_param(k) else self.text(v, found)) for k, v in pairs]
 
-    def path(self, path: str, found: _Found | None = None) -> str:
+    def path(self, path: str, found: Found | None = None) -> str:
         """Tokens in path segments (`/reset/<token>`, `/verify/<jwt>`), before the path is
         learned into a template: endpoint ids and OpenAPI paths never hold them."""
         if len(path) < 24:
             return path
-        found = found if found is not None else _Found()
+        found = found if found is not None else Found()
         return "/".join(self._segment(s, found) if len(s) >= 24 else s for s in path.split("/"))
 
-    def _segment(self, s: str, found: _Found) -> str:
+    def _segment(self, s: str, found: Found) -> str:
         if PREFIX in s:
             return s
         if looks_secret(s):
@@ -384,8 +392,8 @@ class Redactor:
 
     # -- bodies -------------------------------------------------------------------------
 
-    def body(self, body: bytes, content_type: str, found: _Found | None = None) -> bytes:
-        found = found if found is not None else _Found()
+    def body(self, body: bytes, content_type: str, found: Found | None = None) -> bytes:
+        found = found if found is not None else Found()
         if not body:
             return body
         ct = content_type.split(";")[0].strip().lower()
@@ -400,7 +408,7 @@ class Redactor:
             return body
         return self._text_body(body, found)
 
-    def _json_body(self, body: bytes, found: _Found) -> bytes:
+    def _json_body(self, body: bytes, found: Found) -> bytes:
         """A JSON body, redacted in its own text: the rest of it stays byte for byte, at a
         fraction of the cost of parsing and walking it. A member `"name": value` whose name
         is a secret's gets a placeholder for its value (a string, a number, each of a flat
@@ -421,7 +429,7 @@ class Redactor:
             new = self.text(new, found)
         return body if new == text else new.encode()
 
-    def _member(self, m: re.Match, found: _Found) -> str:
+    def _member(self, m: re.Match, found: Found) -> str:
         name, value = m.group(1), m.group(2)
         if not is_secret_name(_unquote(name)):
             return m.group()
@@ -431,10 +439,10 @@ class Redactor:
             value = self._json_scalar(value, found)
         return m.group()[: m.start(2) - m.start()] + value
 
-    def _json_scalar(self, literal: str, found: _Found) -> str:
+    def _json_scalar(self, literal: str, found: Found) -> str:
         return '"' + self._hide(_unquote(literal) if literal[0] == '"' else literal, found) + '"'
 
-    def _text_body(self, body: bytes, found: _Found) -> bytes:
+    def _text_body(self, body: bytes, found: Found) -> bytes:
         if not _may_hold_secrets(body)[1]:
             return body
         try:
@@ -444,14 +452,14 @@ class Redactor:
         new = self.text(text, found)
         return body if new == text else new.encode()
 
-    def _part(self, m: re.Match, found: _Found) -> bytes:
+    def _part(self, m: re.Match, found: Found) -> bytes:
         """A multipart field named like a secret (not a file) gets a placeholder."""
         head, name, value = m.group(1), m.group(2), m.group(3)
         if b"filename=" in head or not is_secret_param(name.decode("utf-8", "replace")):
             return m.group()
         return head + self._hide(value.decode("utf-8", "surrogateescape"), found).encode() + m.group(4)
 
-    def _form(self, body: bytes, found: _Found) -> bytes:
+    def _form(self, body: bytes, found: Found) -> bytes:
         try:
             text = body.decode("ascii")
         except UnicodeDecodeError:
@@ -485,34 +493,35 @@ class Redactor:
                 return False
         return True
 
-    def request(self, req: Request, found: _Found | None = None) -> Request:
+    def request(self, req: Request, found: Found | None = None) -> Request:
         """The request as it is stored and matched: a function of the request alone, so that
         the same request redacts to the same match key when it is learned and when it is
         answered."""
-        found = found if found is not None else _Found()
+        found = found if found is not None else Found()
         headers = self.headers(req.headers, found)
         path = self.path(req.path, found)
         query = self.query(req.query, found)
         body = self.body(req.body, req.content_type, found)
         if found.secrets:  # a secret named in one place, repeated unnamed in another
-            headers = [(k, v if PREFIX in v else found.scrub_text(v)) for k, v in headers]
+            headers = found.scrub_headers(headers)
             path = found.scrub_text(path)
             query = [(k, found.scrub_text(v)) for k, v in query]
             body = found.scrub_bytes(body)
         return Request(req.method, req.host, path, query, headers, body, req.scheme, req.port)
 
-    def response(self, resp: Response, found: _Found | None = None) -> Response:
-        found = found if found is not None else _Found()
+    def response(self, resp: Response, found: Found | None = None) -> Response:
+        found = found if found is not None else Found()
         headers = self.headers(resp.headers, found)
         body = self.body(resp.body, resp.content_type, found)
         if found.secrets:
-            headers = [(k, v if PREFIX in v else found.scrub_text(v)) for k, v in headers]
+            headers = found.scrub_headers(headers)
             body = found.scrub_bytes(body)
         return Response(resp.status, headers, body)
 
-    def exchange(self, ex: Exchange) -> Exchange:
-        """Both messages; the response is also scrubbed of the request's secrets (an echo)."""
-        found = _Found()
+    def exchange(self, ex: Exchange, found: Found | None = None) -> Exchange:
+        """Both messages; the response is also scrubbed of the request's secrets (an echo).
+        `found` gets every secret found."""
+        found = found if found is not None else Found()
         req = self.request(ex.request, found)
         resp = self.response(ex.response, found)
         return Exchange(req, resp, ex.started, ex.duration_ms)

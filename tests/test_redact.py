@@ -61,7 +61,7 @@ def test_token_shapes(value):
 ])
 def test_values_that_are_not_tokens(value):
     assert not redact.looks_secret(value)
-    assert redact.Redactor(KEY).text(value, redact._Found()) == value
+    assert redact.Redactor(KEY).text(value, redact.Found()) == value
 
 
 # --- consistency ----------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def test_what_is_not_secret_is_kept_byte_for_byte():
 def test_secrets_in_urls_inside_values():
     r = redact.Redactor(KEY)
     text = "https://app.example.com/callback?code=oauth-code-123&state=42&pwd=hunter22"
-    assert r.text(text, redact._Found()) == (
+    assert r.text(text, redact.Found()) == (
         f"https://app.example.com/callback?code={r.placeholder('oauth-code-123')}&state=42&pwd={r.placeholder('hunter22')}"
     )
 
@@ -322,3 +322,31 @@ def test_multipart_fields_named_like_secrets():
             b'--XX\r\nContent-Disposition: form-data; name="token"; filename="t.txt"\r\nContent-Type: text/plain\r\n\r\nfile\r\n--XX--\r\n')
     out = r.body(body, "multipart/form-data; boundary=XX")
     assert out == body.replace(b"hunter2-long", r.placeholder("hunter2-long").encode())
+
+
+def test_an_exchange_learned_again_is_redacted_as_the_first(tmp_path):
+    """A header that repeats a password from the body is scrubbed on the full path; when only
+    a volatile header changed (`learn_again`), the headers recorded anew are scrubbed alike."""
+    from mockstore.learn import Fingerprint
+
+    store = Store(tmp_path / "m.db")
+    learner = Learner(Model(), store)
+    password = "hunter2-but-longer"
+
+    def exchange(date: str) -> tuple:
+        req = Request("POST", "api", "/login", headers=[("content-type", "application/json"), ("X-Debug", password)],
+                      body=json.dumps({"password": password}).encode())
+        resp = Response.make_json(200, {"ok": True}, [("Date", date)])
+        wire = tuple((k.encode(), v.encode()) for k, v in req.headers), tuple((k.encode(), v.encode()) for k, v in resp.headers)
+        return Exchange(req, resp, time.time(), 1.0), Fingerprint(1, hash(wire), *wire)
+
+    ex, fp = exchange("Thu, 23 Nov 2026 10:00:00 GMT")
+    learner.learn(ex, fingerprint=fp)
+    ex, fp = exchange("Thu, 23 Nov 2026 10:00:01 GMT")
+    assert learner.learn_again(fp, ex.started, 1.0) is not None
+    learner.catch_up()
+    assert store.flush()
+    rows = store.reader().execute("select req_headers, req_body, resp_headers from exchanges").fetchall()
+    assert len(rows) == 2 and "10:00:01" in rows[1][2]
+    assert not [r for r in rows if password in repr(r)]
+    store.close()
