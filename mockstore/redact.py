@@ -213,7 +213,10 @@ def for_store(store) -> "Redactor":
         r = _by_store.get(store)
         if r is None:
             row = store.db.execute("select value from meta where key = ?", [META_KEY]).fetchone()
-            r = _by_store[store] = Redactor(bytes.fromhex(row[0]) if row else _PROCESS_KEY)
+            if row is None:  # opened before this module registered its table hook
+                _create_key(store.db)
+                row = store.db.execute("select value from meta where key = ?", [META_KEY]).fetchone()
+            r = _by_store[store] = Redactor(bytes.fromhex(row[0]))
         return r
 
 

@@ -350,3 +350,15 @@ def test_an_exchange_learned_again_is_redacted_as_the_first(tmp_path):
     assert len(rows) == 2 and "10:00:01" in rows[1][2]
     assert not [r for r in rows if password in repr(r)]
     store.close()
+
+
+def test_the_key_is_the_stores(tmp_path):
+    """Every process on one store file (workers, a later mock) makes the same placeholders."""
+    a, b, other = Store(tmp_path / "a.db"), Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    pa = redact.for_store(a).placeholder(api.JWT)
+    assert redact.for_store(b).placeholder(api.JWT) == pa != redact.for_store(other).placeholder(api.JWT)
+    for s in (a, b, other):
+        s.close()
+    again = Store(tmp_path / "a.db")
+    assert redact.for_store(again).placeholder(api.JWT) == pa
+    again.close()
