@@ -50,6 +50,8 @@ class Responder:
         self.seed = seed
         self.latency = latency
         self.redacting = redacting
+        # a request is matched as it was stored: redacted with the store's key
+        self.redactor = redact.for_store(store) if redacting else None
         self._synthesized: OrderedDict[tuple, Response] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -57,7 +59,7 @@ class Responder:
 
     def key(self, req: Request) -> int:
         """The request's match key (both ways of answering below take it, to make it once)."""
-        return request_key(req, redacting=self.redacting)
+        return request_key(req, self.redactor)
 
     def exact_cached(self, req: Request, key: int, *, avoid_errors: bool = False) -> Answer | None:
         """An exact match whose response is in memory; None means: ask `answer` (as for a
@@ -80,11 +82,14 @@ class Responder:
         """`avoid_errors`: standing in for a real API that just failed (failover), a recorded
         5xx of the same request is no answer; the same resource's last success is."""
         key = self.key(req) if key is None else key
+        creds = redact.has_credentials(req.headers)
+        if self.redactor is not None:
+            req = self.redactor.request(req)
         exchange_id = self.model.next_recorded(key)
         if exchange_id is not None:
             resp = self.model.cached(exchange_id) or self._load(exchange_id, key)
             if resp is not None and not (avoid_errors and resp.status >= 500):
-                return self._recorded(req, resp)
+                return self._recorded(req, resp, redacted=True)
         ep, params = self.model.find_endpoint(req.method, req.authority, req.path)
         if exact_only:
             return self._not_found(req, "no recorded exchange matches this request exactly (replay mode)")
@@ -94,9 +99,9 @@ class Responder:
             # rather than pass another resource's data off as this one; when no JSON schema
             # was learned (HTML, XML, ...), the closest recording with our values carried in.
             answer = (
-                self._closest(req, ep, params, same_path=True)
+                self._closest(req, ep, params, creds, same_path=True)
                 or self._synthesize(req, ep, params)
-                or self._closest(req, ep, params, same_path=False)
+                or self._closest(req, ep, params, creds, same_path=False)
             )
             if answer is not None:
                 return answer
@@ -104,8 +109,9 @@ class Responder:
 
     # --- each way of answering ---------------------------------------------------------
 
-    def _recorded(self, req: Request, resp: Response) -> Answer:
-        ep, _ = self.model.find_endpoint(req.method, req.authority, req.path)
+    def _recorded(self, req: Request, resp: Response, *, redacted: bool = False) -> Answer:
+        path = req.path if redacted or self.redactor is None else self.redactor.path(req.path)
+        ep, _ = self.model.find_endpoint(req.method, req.authority, path)
         return Answer(_replayable(resp), RECORDED, self._delay(req, ep), ep.id if ep else None)
 
     LOAD_AHEAD = 32  # recordings of a sequence loaded together
@@ -137,30 +143,37 @@ class Responder:
                 found = resp
         return found
 
-    def _closest(self, req: Request, ep: Endpoint, params: dict[str, str], *, same_path: bool) -> Answer | None:
-        """The best recording of this endpoint for a request that matches none exactly: the
-        store's newest 50, and this process's newest, which the store may not have yet."""
+    def _closest(self, req: Request, ep: Endpoint, params: dict[str, str], creds: bool, *,
+                 same_path: bool) -> Answer | None:
+        """The best recording of this endpoint for a request (redacted) that matches none
+        exactly: the store's newest 50, and this process's newest, which the store may not have
+        yet. One made with credentials if `creds`, else one made without, where there is one."""
         rows = [r for r in self.model.recent.get(ep.id, ()) if not same_path or r[1] == req.path]
         if self.store is not None:
-            sql = "select id, path, query, req_body, status from exchanges where host = ? and method = ? and template = ?"
+            sql = ("select id, path, query, req_body, req_headers, status from exchanges"
+                   " where host = ? and method = ? and template = ?")
             args = [to_column(ep.host), to_column(ep.method), to_column(ep.template)]
             if same_path:
                 sql += " and path = ?"
                 args.append(to_column(req.path))
             seen = {r[0] for r in rows}
-            for id_, path, query, req_body, status in self.store.reader().execute(sql + " order by id desc limit 50", args):
+            for id_, path, query, req_body, req_headers, status in self.store.reader().execute(
+                sql + " order by id desc limit 50", args
+            ):
                 if id_ not in seen:
                     body = hash(body_key(req_body or b"", req.content_type))
-                    rows.append((id_, from_column(path), [tuple(p) for p in json.loads(query or "[]")], body, status))
+                    had = redact.has_credentials(json.loads(req_headers or "[]"))
+                    rows.append((id_, from_column(path), [tuple(p) for p in json.loads(query or "[]")], body, had, status))
         if not rows:
             return None
-        want_query = set(redact.query(req.query) if self.redacting else req.query)
+        want_query = set(req.query)
         want_body = hash(body_key(req.body, req.content_type))
 
         def score(row) -> tuple:
-            id_, path, query, body, status = row
+            id_, path, query, body, had, status = row
             q = set(map(tuple, query))
             return (
+                had == creds,
                 200 <= status < 300,
                 path == req.path,
                 len(q & want_query) - len(q ^ want_query),
@@ -168,7 +181,7 @@ class Responder:
                 id_,  # then the newest
             )
 
-        id_, path, query, _, _ = max(rows, key=score)
+        id_, path, query, *_ = max(rows, key=score)
         resp = self.model.cached(id_) or self._load(id_)
         if resp is None:
             return None
@@ -224,7 +237,9 @@ def _request_text(req: Request) -> str:
 
 
 def _replayable(resp: Response) -> Response:
-    """A stored response as it can go on the wire: redacted headers dropped."""
+    """A stored response as it can go on the wire: headers that a store written before
+    placeholders redacted to a bare marker dropped (a placeholder stays: a client that sends
+    it back, as a cookie or a token, is matched as the one that sent the secret was)."""
     hs = [(k, v) for k, v in resp.headers if v != redact.MARKER]
     return Response(resp.status, hs, resp.body)
 

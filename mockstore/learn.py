@@ -69,6 +69,7 @@ class _Seen:
     row: tuple  # the INSERT's columns after `ts` and before `duration_ms`
     tail: tuple  # ... and after it
     headers: int  # `Fingerprint.headers` of the headers `row` and `stored` hold
+    secrets: "redact.Found | None" = None  # what redacting it found, to redact new headers alike
 
 
 def body_key(body: bytes, content_type: str) -> str:
@@ -86,14 +87,25 @@ def body_key(body: bytes, content_type: str) -> str:
         return "blake2b:" + hashlib.blake2b(body).hexdigest()
 
 
-def request_key(request, *, redacting: bool = True) -> int:
-    query = redact.query(request.query) if redacting else request.query
-    return match_key(request.method, request.authority, request.path, query, body_key(request.body, request.content_type))
+def request_key(request, redactor: "redact.Redactor | None" = None) -> int:
+    """The exact-match key of a request as it is stored: redacted (when `redactor` is given)
+    by the request alone, so learning and answering agree; with whether it carried credentials
+    (their presence, not their value)."""
+    creds = redact.has_credentials(request.headers)
+    if redactor is not None and not redactor.keeps_key(request):
+        request = redactor.request(request)
+    body = body_key(request.body, request.content_type)
+    return match_key(request.method, request.authority, request.path, request.query, body, creds=creds)
 
 
-def stored_headers(headers, *, redacting: bool) -> list[tuple[str, str]]:
+def stored_headers(headers, redactor: "redact.Redactor | None" = None,
+                   found: "redact.Found | None" = None) -> list[tuple[str, str]]:
+    """Headers as they are recorded: redacted, and scrubbed of the secrets `found` elsewhere in
+    their exchange."""
     hs = [(k, v) for k, v in headers if k.lower() not in WIRE_HEADERS]
-    return redact.headers(hs) if redacting else hs
+    if redactor is None:
+        return hs
+    return found.scrub_headers(redactor.headers(hs, found)) if found is not None else redactor.headers(hs)
 
 
 class Learner:
@@ -104,6 +116,8 @@ class Learner:
         self.model = model
         self.store = store
         self.redacting = redacting
+        # redacted before anything is learned: templates, statistics, drift samples, recordings
+        self.redactor = redact.for_store(store) if redacting else None
         self.drift = drift
         # Bodies learned before, by hash: one seen again teaches nothing new (same shape, so
         # no drift either), and APIs repeat themselves a lot. It is counted, not re-parsed.
@@ -168,8 +182,8 @@ class Learner:
         """Volatile headers differ from the exchange `seen` was made of: record the new ones
         from now on (once a second for a Date header, on every exchange for a request id)."""
         row = list(seen.row)
-        row[6] = json.dumps(stored_headers(from_wire(fingerprint.request_headers), redacting=self.redacting))
-        headers = stored_headers(from_wire(fingerprint.response_headers), redacting=self.redacting)
+        row[6] = json.dumps(stored_headers(from_wire(fingerprint.request_headers), self.redactor, seen.secrets))
+        headers = stored_headers(from_wire(fingerprint.response_headers), self.redactor, seen.secrets)
         if headers != seen.stored.headers:
             seen.stored = Response(seen.status, headers, seen.stored.body)
             row[9] = json.dumps(headers)
@@ -183,6 +197,11 @@ class Learner:
         `stored_as`: the id of the recording it is, learned again from the store (see
         mockstore.rebuild): nothing is recorded."""
         self.catch_up()
+        creds = redact.has_credentials(ex.request.headers)
+        found = None
+        if self.redactor is not None:
+            found = redact.Found()
+            ex = self.redactor.exchange(ex, found)
         req, resp = ex.request, ex.response
         req_type, resp_type = req.content_type, resp.content_type
         ep = self.model.learn_endpoint(req.method, req.authority, req.path)
@@ -222,7 +241,7 @@ class Learner:
             return Learned(ep, stored_as, alerts)
         exchange_id = self.model.ids.next()
         if record_body:
-            row, tail, stored, key, summary = self._record(ex, ep, exchange_id, source)
+            row, tail, stored, key, summary = self._record(ex, ep, exchange_id, source, creds)
             # Only an exchange whose response body the schema counted: one that is not JSON
             # goes through the drift check's envelope every time (status, content type).
             if fingerprint is not None and resp_counted and not alerts:
@@ -230,7 +249,7 @@ class Learner:
                     self._seen.clear()
                 self._seen[fingerprint.key] = _Seen(
                     ep, nodes, generation, req.authority, req.query, resp.status, resp_type, req_counted, key,
-                    stored, summary, row, tail, fingerprint.headers,
+                    stored, summary, row, tail, fingerprint.headers, found if found and found.secrets else None,
                 )
         return Learned(ep, exchange_id, alerts)
 
@@ -247,23 +266,19 @@ class Learner:
             bodies_seen.clear()
         bodies_seen.add(key[-1])
 
-    def _record(self, ex: Exchange, ep: Endpoint, exchange_id: int, source: str) -> tuple:
-        """Record an exchange; what `_Seen` keeps of it: (row, tail, stored response, match
-        key, summary)."""
+    def _record(self, ex: Exchange, ep: Endpoint, exchange_id: int, source: str, creds: bool) -> tuple:
+        """Record an exchange (redacted by `learn`; `creds`: whether the request carried
+        credentials); what `_Seen` keeps of it: (row, tail, stored response, match key, summary)."""
         req, resp = ex.request, ex.response
-        query = redact.query(req.query) if self.redacting else req.query
+        query = req.query
         body = body_key(req.body, req.content_type)
-        key = match_key(req.method, req.authority, req.path, query, body)
-        req_body, resp_body = req.body, resp.body
-        if self.redacting:
-            secrets = redact.secret_values(req.headers, req.query)
-            req_body, resp_body = redact.scrub(req_body, secrets), redact.scrub(resp_body, secrets)
-        stored = Response(resp.status, stored_headers(resp.headers, redacting=self.redacting), resp_body)
-        summary = (req.path, query, hash(body))
+        key = match_key(req.method, req.authority, req.path, query, body, creds=creds)
+        stored = Response(resp.status, stored_headers(resp.headers), resp.body)
+        summary = (req.path, query, hash(body), creds)
         self.model.add_recorded(key, exchange_id, stored, ep, summary)
-        row = (req.scheme, to_column(req.authority), req.port, to_column(req.method), to_column(req.path), json.dumps(query),
-               json.dumps(stored_headers(req.headers, redacting=self.redacting)), req_body,
-               resp.status, json.dumps(stored.headers), resp_body)
+        row = (req.scheme, to_column(req.authority), req.port, to_column(req.method), to_column(req.path),
+               json.dumps(query), json.dumps(stored_headers(req.headers)), req.body,
+               resp.status, json.dumps(stored.headers), resp.body)
         tail = (to_column(ep.template), key, source)
         if self.store is not None:
             self.store.insert(INSERT_EXCHANGE, (exchange_id, ex.started, *row, ex.duration_ms, *tail))

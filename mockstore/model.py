@@ -33,10 +33,14 @@ def endpoint_id(method: str, authority: str, template: str) -> str:
     return f"{method} {authority}{template}"
 
 
-def match_key(method: str, authority: str, path: str, query: list[tuple[str, str]], body: str) -> int:
-    """A 63-bit key for exact matching: method, authority, path, query (order-free), body."""
+def match_key(method: str, authority: str, path: str, query: list[tuple[str, str]], body: str,
+              *, creds: bool = False) -> int:
+    """A 63-bit key for exact matching: method, authority, path, query (order-free), body, and
+    whether the request carried credentials (a request without them is another request; the
+    key of one without them is what it was before this was part of it)."""
     q = "&".join(f"{k}={v}" for k, v in sorted(query))
-    raw = f"{method}\n{authority}\n{path}\n{q}\n{body}".encode("utf-8", "surrogateescape")
+    text = f"{method}\n{authority}\n{path}\n{q}\n{body}" + ("\ncreds" if creds else "")
+    raw = text.encode("utf-8", "surrogateescape")
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big") >> 1
 
 
@@ -230,7 +234,7 @@ class Model:
         self.recorded = RecordedIndex()  # match key -> exchange ids, in recorded order
         self.cursors: dict[int, int] = {}  # match key -> how many of its recordings were replayed
         self.cache = ResponseCache(cache_size)  # exchange id -> response
-        self.recent: dict[str, deque] = {}  # endpoint id -> (id, path, query, body hash, status)
+        self.recent: dict[str, deque] = {}  # endpoint id -> (id, path, query, body hash, creds, status)
         self.ids = IdClock(slot)
         self.lock = threading.Lock()  # guards the cursors, touched from worker threads
         self.sync = Sync()  # the writer thread's view of the store's rows
@@ -431,8 +435,9 @@ class Model:
     # --- recorded exchanges --------------------------------------------------------------
 
     def add_recorded(self, key: int, exchange_id: int, response: Response, ep: Endpoint, summary: tuple) -> None:
-        """`summary` is (path, query pairs, hash of the body key): what closest matching compares. The
-        newest recordings of each endpoint stay in memory, as the store's copy lags a batch."""
+        """`summary` is (path, query pairs, hash of the body key, whether the request carried
+        credentials): what closest matching compares. The newest recordings of each endpoint
+        stay in memory, as the store's copy lags a batch."""
         self.recorded.add(key, exchange_id)
         self.remember(exchange_id, response)
         recent = self.recent.get(ep.id)

@@ -67,6 +67,7 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Databas
         if readonly:
             conn = _connect_readonly(path)
         else:
+            _create_private(path)
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -77,6 +78,17 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Databas
             conn.close()
         raise store_error(path, e) from e
     return sqlite_utils.Database(conn)
+
+
+def _create_private(path: str) -> None:
+    """A new store is its owner's alone (0600): it holds what an API answered. SQLite gives
+    its -wal and -shm files the same mode. An existing file keeps the mode it has."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:  # it exists, or cannot be made: sqlite3 says which, below
+        pass
 
 
 def _connect_readonly(path: str) -> sqlite3.Connection:

@@ -25,6 +25,17 @@ BOOKS: dict[int, dict] = {
 }
 
 
+# A login and what it hands out: fixed, so a test can look for each one in what was stored.
+PASSWORD = "correct-horse-battery-staple-42"
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZGEiLCJpYXQiOjE3MDAwMDAwMDB9"
+       ".Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5")
+ACCESS_TOKEN = "at_9fQ2mZ8pL4vR7tY1wB3nC6xK0dS5gH"
+REFRESH_TOKEN = "rt-Q4w8E2r6T0y3U7i1O5p9A2s6D0f4G8h"
+ID_TOKEN = ("eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJiYWNrZW5kIiwiYXVkIjoiYXBwIiwic3ViIjoiYWRhIn0"
+            ".c2lnbmF0dXJlLW9mLXRoZS1pZC10b2tlbi0xMjM0NQ")
+SESSION = "s3ss10n-7Hq2Lm9Xv4Rb8Nc1"
+
+
 def user(uid: int) -> dict:
     u = {
         "id": uid,
@@ -123,6 +134,26 @@ class Handler(BaseHTTPRequestHandler):
             return self.books(method, parts[1:], body)
         if parts and parts[0] == "ok":  # any path under /ok: 200, for chaos tests
             return self.send_json(200, {"path": url.path})
+        if parts == ["login"] and method == "POST":  # JSON or form: a password for tokens
+            ctype = self.headers.get("Content-Type", "")
+            form = parse_qs(body.decode()) if "form" in ctype else {}
+            data = {k: v[0] for k, v in form.items()} if form else json.loads(body or b"{}")
+            if data.get("password") != PASSWORD:
+                return self.send_json(401, {"error": "bad credentials"})
+            return self.send_json(200, {"token": JWT, "access_token": ACCESS_TOKEN, "refreshToken": REFRESH_TOKEN,
+                                        "id_token": ID_TOKEN, "user": {"id": 7, "name": "Ada"}},
+                                  {"Set-Cookie": f"session={SESSION}; Path=/; HttpOnly"})
+        if parts == ["me"]:  # the profile of whoever presents the token or the session cookie
+            if self.headers.get("Authorization") == f"Bearer {JWT}" or f"session={SESSION}" in self.headers.get("Cookie", ""):
+                return self.send_json(200, {"id": 7, "name": "Ada", "email": "ada@example.com"})
+            return self.send_json(401, {"error": "login first"})
+        if parts == ["oauth", "token"] and method == "POST":  # a form: client secret, refresh token
+            form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            if form.get("refresh_token") != REFRESH_TOKEN:
+                return self.send_json(400, {"error": "invalid_grant"})
+            return self.send_json(200, {"access_token": ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 3600})
+        if len(parts) == 2 and parts[0] in ("reset", "verify"):  # a token in the path
+            return self.send_json(200, {"ok": True, "for": "ada"})
         if parts == ["secret"]:
             return self.send_json(200, {"ok": True}, {"Set-Cookie": "session=very-secret-cookie"})
         if parts == ["gzip"]:

@@ -308,7 +308,7 @@ def test_importing_a_browser_har_learns_and_redacts(tmp_path):
     ep = db.execute("select count from endpoints where id like 'GET api.example.com/broken'").fetchone()
     assert ep == (1,)
     headers = db.execute("select req_headers from exchanges where path = '/users'").fetchone()[0]
-    assert ["authorization", "[redacted]"] in json.loads(headers)
+    assert [v for k, v in json.loads(headers) if k == "authorization"][0].startswith("Bearer REDACTED-")
     assert "secret-token" not in json.dumps([r for r in db.execute("select req_headers from exchanges")])
     schema = json.loads(db.execute("select schema from schemas where endpoint = 'GET api.example.com/users'").fetchone()[0])
     assert schema["type"] == "array"

@@ -92,7 +92,7 @@ def test_import_flow_file(tmp_path):
     assert len(rows) == 4
     assert rows[0][0] == "address:22" and rows[0][1] == "/users/1"
     assert json.loads(rows[0][2]) == [["fields", "name"]]
-    assert ["authorization", "[redacted]"] in json.loads(rows[0][3])
+    assert [v for k, v in json.loads(rows[0][3]) if k == "authorization"][0].startswith("Bearer REDACTED-")
     assert rows[3][4] == b'{"zipped": true}'  # stored decoded
     assert {r[5] for r in rows} == {"import"}
     model = Model.load(db)
@@ -104,7 +104,7 @@ def test_import_flow_file(tmp_path):
     assert import_file(store, path, redacting=False) == 4
     assert Model.load(store.reader()).endpoints["GET address:22/users/{id}"].count == 6
     hs = store.reader().execute("select req_headers from exchanges order by id desc limit 1").fetchone()[0]
-    assert "[redacted]" not in hs
+    assert "REDACTED-" not in hs
     store.close()
 
 
