@@ -10,9 +10,6 @@ import sys
 
 import click
 
-from .. import har, imports, openapi
-from ..model import Model
-from ..store import StoreError, connect
 from . import db_option, load_model, open_store
 
 
@@ -43,6 +40,9 @@ def import_cmd(db_path, file, max_body, redact):
       mockstore import session.har                 # saved from a browser's DevTools
       mitmdump -w traffic.flows ... && mockstore import traffic.flows --db api.db
     """
+    from .. import imports
+    from ..model import Model
+
     try:
         kind = imports.detect(file)
     except ValueError as e:
@@ -99,6 +99,9 @@ def export_openapi(db_path, output, fmt, title, api_version):
       mockstore export-openapi -o api.yaml
       mockstore export-openapi -o - --format json --db api.db | jq .paths
     """
+    from .. import openapi
+    from ..store import StoreError, connect
+
     model = load_model(db_path)
     db = connect(db_path, readonly=True)
     try:
@@ -132,6 +135,9 @@ def export_har(db_path, output):
       mockstore export-har -o recorded.har
       mockstore export-har -o - --db api.db | jq '.log.entries | length'
     """
+    from .. import har
+    from ..store import StoreError, connect
+
     if not os.path.exists(db_path):
         raise click.ClickException(f"no store at {db_path}: learn some traffic first (mockstore serve)")
     try:
