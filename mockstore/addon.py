@@ -72,7 +72,7 @@ class MockStore:
             refused, self._refused = self._refused, {}
             raise exceptions.OptionsError("; ".join(refused.values()))
         try:
-            checked = {name: options.check(name, getattr(o, name)) for name in updated & _OWN}
+            checked = {name: options.check(name, getattr(o, name)) for name in updated & options.OWN}
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
         if "mock_upstream_timeout" in checked:
@@ -486,9 +486,6 @@ def _declared() -> list[tuple]:
     """Every option mockstore adds: its own (with their choices) and its parts'."""
     parts = drift.OPTIONS + chaosrules.OPTIONS + vb.OPTIONS
     return options.OPTIONS + [(name, typespec, default, help, None) for name, typespec, default, help in parts]
-
-
-_OWN = frozenset(name for name, *_ in options.OPTIONS)
 
 
 def _read_deferred(opts, types: dict) -> dict[str, str]:

@@ -28,6 +28,7 @@ OPTIONS: list[tuple[str, Any, Any, str, tuple[str, ...] | None]] = [
     ("mock_upstream_timeout", str, "10", "Seconds to wait for the real API in failover mode before answering from mockstore.", None),
     ("mock_worker", int, 0, "Worker slot (0-15) when several proxy processes share one store.", None),
 ]
+OWN = frozenset(name for name, *_ in OPTIONS)
 CHOICES = {name: choices for name, _, _, _, choices in OPTIONS if choices}
 
 

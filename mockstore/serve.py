@@ -149,6 +149,13 @@ def apply_settings(opts: options.Options, settings: dict) -> None:
             except (ValueError, exceptions.OptionsError) as e:
                 message = str(e)
                 raise exceptions.OptionsError(message if k in message else f"{k}: {message}") from None
+        if k in mockstore_options.OWN:
+            # checked before the update: a refused update is rolled back by configuring the
+            # addon with the previous values, the default store (./mockstore.db) among them
+            try:
+                mockstore_options.check(k, v)
+            except ValueError as e:
+                raise exceptions.OptionsError(str(e)) from None
         typed[k] = v
     opts.update(**typed)
 
