@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from mitmproxy import command, ctx, exceptions, flow, http
 
-from . import chaosrules, drift, flows, rebuild, upstream, vb
+from . import chaosrules, drift, flows, options, rebuild, upstream, vb
 from .answer import Answer, Responder
 from .breaker import Breaker
 from .chaos import Chaos, compile_filter
@@ -33,7 +33,7 @@ from .store import ReadOnlyStoreError, Store, StoreError, readonly_for, remove_f
 
 log = logging.getLogger("mockstore")
 
-MODES = ("learn", "mock", "failover", "replay")
+MODES = options.MODES
 STATE = "state"  # the source of answers from the stateful virtual backend
 MOCK_HEADER = b"x-mock-enabled"  # X-Mock-Enabled, as flows.take_header looks for it
 INLINE_LEARN_LIMIT = 64 * 1024  # bytes; larger bodies are learned on a worker thread
@@ -66,20 +66,14 @@ class MockStore:
         self._mode, self._max_body, self._chaos_on = "learn", 1024 * 1024, True
         self._good_db: str | None = None  # the store of the last update that went through
         self._undoing = False  # mitmproxy is undoing an update that failed
+        self._refused: dict[str, str] = {}  # option -> why its command-line text was refused
 
     # --- options -----------------------------------------------------------------------
 
     def load(self, loader):
-        loader.add_option("mock_mode", str, "learn", "learn | mock | failover | replay.", choices=MODES)
-        loader.add_option("mock_db", str, "./mockstore.db", "The SQLite store.")
-        loader.add_option("mock_seed", int, 0, "Seed for synthesis, simulated latency and chaos.")
-        loader.add_option("mock_latency", str, "learned", "Simulated latency of mocked answers: learned | none.", choices=("learned", "none"))
-        loader.add_option("mock_redact", bool, True, "Redact secrets (Authorization, cookies, API keys, token parameters) before storing.")
-        loader.add_option("mock_max_body", int, 1024 * 1024, "Bytes of a body learned and recorded; larger bodies pass through unlearned.")
-        loader.add_option("mock_upstream_timeout", str, "10", "Seconds to wait for the real API in failover mode before answering from mockstore.")
-        loader.add_option("mock_worker", int, 0, "Worker slot (0-15) when several proxy processes share one store.")
-        for name, typespec, default, help in drift.OPTIONS + chaosrules.OPTIONS + vb.OPTIONS:
-            loader.add_option(name, typespec, default, help)
+        for name, typespec, default, help, choices in _declared():
+            loader.add_option(name, typespec, default, help, choices=choices)
+        self._refused = _read_deferred(loader.master.options, {name: t for name, t, *_ in _declared()})
         loader.master.options.errored.connect(self._options_failed)
         _script_errors_in_one_line()
 
@@ -94,12 +88,15 @@ class MockStore:
             # mitmproxy connects upstream as soon as a client connects ("eager"); a mock must
             # answer without a real API, so connect only when a request really goes upstream.
             o.connection_strategy = "lazy"
-        if "mock_max_body" in updated and o.mock_max_body <= 0:
-            raise exceptions.OptionsError(f"mock_max_body must be a positive number of bytes, not {o.mock_max_body}")
-        if "mock_upstream_timeout" in updated:
-            self.upstream_timeout = _positive_seconds(o.mock_upstream_timeout)
-        if "mock_worker" in updated and not 0 <= o.mock_worker <= 15:
-            raise exceptions.OptionsError(f"mock_worker must be 0-15, not {o.mock_worker}")
+        if self._refused:  # said once, at the first configure: mitmdump stops there
+            refused, self._refused = self._refused, {}
+            raise exceptions.OptionsError("; ".join(refused.values()))
+        try:
+            checked = {name: options.check(name, getattr(o, name)) for name in updated & options.OWN}
+        except ValueError as e:
+            raise exceptions.OptionsError(str(e)) from None
+        if "mock_upstream_timeout" in checked:
+            self.upstream_timeout = checked["mock_upstream_timeout"]
         # read on every flow: kept here, as reading ctx.options costs a few microseconds each
         self._mode, self._max_body, self._chaos_on = o.mock_mode, o.mock_max_body, o.mock_chaos_enabled
         for module in (drift, chaosrules):
@@ -621,7 +618,11 @@ class MockStore:
     @command.command("mockstore.mode")
     def mode(self, mode: str) -> None:
         """Switch the mode: learn | mock | failover | replay."""
-        ctx.options.update(mock_mode=mode)
+        try:
+            options.check("mock_mode", mode)
+            ctx.options.update(mock_mode=mode)
+        except (ValueError, exceptions.OptionsError) as e:
+            raise exceptions.CommandError(str(e)) from None
 
     @command.command("mockstore.drift")
     def drift_alerts(self) -> Sequence[str]:
@@ -703,14 +704,34 @@ class _OptionsErrorLine(logging.Filter):
         return True
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if not value > 0:
-        raise exceptions.OptionsError(f"mock_upstream_timeout must be a positive number of seconds, not {text!r}")
-    return value
+def _declared() -> list[tuple]:
+    """Every option mockstore adds: its own (with their choices) and its parts'."""
+    parts = drift.OPTIONS + chaosrules.OPTIONS + vb.OPTIONS
+    return options.OPTIONS + [(name, typespec, default, help, None) for name, typespec, default, help in parts]
+
+
+def _read_deferred(opts, types: dict) -> dict[str, str]:
+    """Read mockstore's options given as text before it was loaded (mitmdump's `--set`).
+
+    mitmproxy keeps such a `--set` as text and parses it right after this addon's `load`,
+    outside any hook: a bad value there is lost silently under mitmdump (the script is left
+    unloaded and the proxy runs without mockstore). So they are read here first: a good value
+    is handed back typed, a bad one taken out and kept (name -> message) for `configure` to
+    refuse with the option's name. An option mitmproxy holds in another shape is left to it."""
+    refused: dict[str, str] = {}
+    deferred = getattr(opts, "deferred", None)
+    if not isinstance(deferred, dict):
+        return refused
+    for name, value in list(deferred.items()):
+        texts = getattr(value, "val", None)
+        if name not in types or not isinstance(texts, list):
+            continue
+        try:
+            deferred[name] = options.parse_texts(name, types[name], texts)
+        except ValueError as e:
+            del deferred[name]
+            refused[name] = str(e)
+    return refused
 
 
 def _learned_latency(stats, stat: str) -> float | None:

@@ -28,6 +28,16 @@ def exchanges(db: sqlite_utils.Database, *, after: int = 0, slot: int | None = N
         yield row[0], exchange_from_row(*row[1:])
 
 
+def schemes(db: sqlite_utils.Database) -> dict[str, str]:
+    """The scheme each recorded host was reached by."""
+    return {from_column(h): s for h, s in db.execute("select distinct host, scheme from exchanges")}
+
+
+def paths(db: sqlite_utils.Database) -> list[tuple[str, str]]:
+    """Every distinct (host, path) recorded."""
+    return [(from_column(h), from_column(p)) for h, p in db.execute("select distinct host, path from exchanges")]
+
+
 def exchange_from_row(ts, scheme, host, port, method, path, query, req_headers, req_body, status,
                       resp_headers, resp_body, duration) -> Exchange:
     scheme = scheme or "http"

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from mitmproxy import addonmanager, exceptions, http, master, options
 from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
 
+from . import options as mockstore_options
 from .addon import MockStore
 
 # In mock mode with no real API there is nothing to forward to, yet mitmproxy needs a mode
@@ -141,16 +142,29 @@ async def _run(settings: dict, extra_addons: Iterable, with_mockstore: bool) -> 
 
 def apply_settings(opts: options.Options, settings: dict) -> None:
     """Set options given typed (from the command line's own flags) or as text (`--set
-    NAME=VALUE`, parsed the way mitmproxy parses its own `--set`)."""
-    typed, text = {}, []
+    NAME=VALUE`, read the way mitmproxy reads its own `--set`, but with errors that name the
+    option), all at once."""
+    typed = {}
     for k, v in settings.items():
-        if isinstance(v, str) and k in opts and opts._options[k].typespec is not str:
-            text.append(f"{k}={v}")
-        else:
-            typed[k] = v
+        if k not in opts:
+            raise exceptions.OptionsError(f"--set {k}: no such option (mockstore's are listed in its README; "
+                                          f"mitmproxy's: mitmdump --options)")
+        typespec = opts._options[k].typespec
+        if isinstance(v, str) and typespec is not str:
+            try:
+                v = mockstore_options.parse(k, typespec, v) if k.startswith("mock_") else opts._parse_setval(opts._options[k], [v])
+            except (ValueError, exceptions.OptionsError) as e:
+                message = str(e)
+                raise exceptions.OptionsError(message if k in message else f"{k}: {message}") from None
+        if k in mockstore_options.OWN:
+            # checked before the update: a refused update is rolled back by configuring the
+            # addon with the previous values, the default store (./mockstore.db) among them
+            try:
+                mockstore_options.check(k, v)
+            except ValueError as e:
+                raise exceptions.OptionsError(str(e)) from None
+        typed[k] = v
     opts.update(**typed)
-    if text:
-        opts.set(*text)
 
 
 def share_port() -> None:

@@ -3,22 +3,30 @@
 Command groups that belong to one part of the library live in their own module here
 (`cli/drift.py`, `cli/chaos.py`, `cli/vb.py`, `cli/files.py`) and add themselves with
 `register(cli)`.
+
+Only click and the standard library are imported at the top of these modules: `mockstore
+--help` (and every command) would otherwise first import mitmproxy, faker and deepdiff, about
+a second or more. Each command imports the library it calls inside its function.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .. import __version__
-from ..model import Model
-from ..store import ReadOnlyStoreError, Store, StoreError, open_readonly, probe, readonly_for
+from ..options import LATENCIES, MODES
+
+if TYPE_CHECKING:
+    from ..model import Model
+    from ..store import Store
 
 DEFAULT_DB = "./mockstore.db"
-CERTS = Path("certs")
 
 db_option = click.option(
     "--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False),
@@ -34,6 +42,8 @@ def cli():
 
 def open_store(db_path: str) -> Store:
     """Open the store for a command, or exit with the reason."""
+    from ..store import Store, StoreError
+
     try:
         return Store(db_path)
     except StoreError as e:
@@ -41,6 +51,9 @@ def open_store(db_path: str) -> Store:
 
 
 def load_model(db_path: str) -> Model:
+    from ..model import Model
+    from ..store import StoreError, open_readonly
+
     try:
         db = open_readonly(db_path)
     except StoreError as e:
@@ -61,20 +74,44 @@ def parse_set(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def default_confdir() -> Path:
+    """Where the CA lives unless `--confdir` says, whatever the working directory: a CA is
+    trusted once, so there is one. The checkout's certs/ (where scripts/trust-ca looks), or
+    ~/.mockstore/certs when mockstore is installed from a package, without a checkout."""
+    checkout = Path(__file__).resolve().parents[2] / "certs"
+    return checkout if (checkout / "README.md").is_file() else Path.home() / ".mockstore" / "certs"
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port something listens on before starting, naming this command's flag
+    (mitmproxy's own message suggests a `--mode` of its own command line)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as mitmproxy binds: TIME_WAIT is no obstacle
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise click.ClickException(
+                f"cannot listen on {host or '*'}:{port}: {e.strerror}; choose another --listen-port"
+            ) from None
+
+
 @cli.command()
 @db_option
-@click.option("--mode", type=click.Choice(["learn", "mock", "failover", "replay"]), default="learn", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="learn", show_default=True)
 @click.option("--upstream", metavar="URL", help="The real API, for reverse-proxy mode (e.g. https://api.example.com).")
 @click.option("--listen-host", default="127.0.0.1", show_default=True)
 @click.option("--listen-port", default=8080, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for synthesis, latency and chaos.")
-@click.option("--latency", type=click.Choice(["learned", "none"]), default="learned", show_default=True)
+@click.option("--latency", type=click.Choice(LATENCIES), default="learned", show_default=True)
 @click.option("--redact/--no-redact", default=True, show_default=True, help="Redact secrets before storing.")
 @click.option("--max-body", default=1024 * 1024, show_default=True, type=int, help="Bytes of a body learned.")
 @click.option("--upstream-timeout", default=10.0, show_default=True, type=float, help="Seconds, for failover.")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False), help="OpenAPI document: serve its resources statefully.")
 @click.option("--entities", type=click.Path(exists=True, dir_okay=False), help="Entity file (YAML/JSON): serve its resources statefully.")
-@click.option("--confdir", default=str(CERTS), show_default=True, help="Where the mitmproxy CA lives.")
+@click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="Where the mitmproxy CA lives. [default: the checkout's certs/, else ~/.mockstore/certs]")
 @click.option("--set", "extra", multiple=True, metavar="NAME=VALUE", help="Any other mitmproxy or mockstore option.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Proxy processes sharing the port and the store (one per core).")
 def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, redact, max_body, upstream_timeout, spec, entities, confdir, extra, workers):
@@ -88,6 +125,17 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
       mockstore serve --mode mock --spec petstore.yaml          # a stateful mock, no real API
       mockstore serve --mode mock --upstream https://api.example.com --workers 2   # two cores
     """
+    from ..options import upstream_url
+
+    if upstream:
+        try:
+            upstream = upstream_url(upstream)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+    if workers == 1:
+        check_port_free(listen_host, listen_port)
+    confdir = (confdir.expanduser() if confdir else default_confdir()).resolve()
+
     from ..serve import NOWHERE, run
 
     if upstream:
@@ -98,7 +146,7 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
     else:
         proxy_mode = "regular"
     settings = {
-        "mode": [proxy_mode], "listen_host": listen_host, "listen_port": listen_port, "confdir": confdir,
+        "mode": [proxy_mode], "listen_host": listen_host, "listen_port": listen_port, "confdir": str(confdir),
         "mock_db": db_path, "mock_mode": mode, "mock_seed": seed, "mock_latency": latency,
         "mock_redact": redact, "mock_max_body": max_body, "mock_upstream_timeout": str(upstream_timeout),
     }
@@ -107,6 +155,8 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
     if entities:
         settings["mock_entities"] = entities
     settings.update(parse_set(extra))
+    from ..store import ReadOnlyStoreError, StoreError, probe, readonly_for
+
     try:
         # the store first: one that cannot be opened stops this before anything is created
         probe(settings["mock_db"], readonly=readonly_for(settings["mock_mode"]))
@@ -116,7 +166,7 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
         ) from None
     except StoreError as e:
         raise click.ClickException(str(e)) from None
-    Path(confdir).mkdir(parents=True, exist_ok=True)
+    confdir.mkdir(parents=True, exist_ok=True)
     try:
         if workers > 1:
             from ..workers import run as run_workers

@@ -6,12 +6,12 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from mockstore.chaos import compile_filter
-from mockstore.chaosrules import EFFECTS, ChaosRuleError, ChaosRules
-from mockstore.store import Store, StoreError
+if TYPE_CHECKING:
+    from mockstore.chaosrules import ChaosRules
 
 DB_OPTION = click.option("--db", default="mockstore.db", show_default=True,
                          help="The store (default ./mockstore.db).")
@@ -20,6 +20,10 @@ DB_OPTION = click.option("--db", default="mockstore.db", show_default=True,
 @contextmanager
 def _rules(db: str, *, must_exist: bool = False) -> Iterator[ChaosRules]:
     """The store's rules for one command; a refused rule is a one-line error; closed after."""
+    from mockstore.chaos import compile_filter  # mitmproxy's filter language
+    from mockstore.chaosrules import ChaosRuleError, ChaosRules
+    from mockstore.store import Store, StoreError
+
     if must_exist and not Path(db).exists():
         raise click.ClickException(f"no store at {db!r}: add a rule first, or pass --db")
     try:
@@ -32,6 +36,20 @@ def _rules(db: str, *, must_exist: bool = False) -> Iterator[ChaosRules]:
         raise click.ClickException(str(e)) from None
     finally:
         store.close()
+
+
+class _Effects(click.Choice):
+    """The effects chaosrules knows, read when a command needs them, not when `mockstore
+    --help` builds the command (chaosrules imports the store and YAML)."""
+
+    def __init__(self):
+        self.case_sensitive = True
+
+    @property
+    def choices(self):
+        from mockstore.chaosrules import EFFECTS
+
+        return tuple(EFFECTS)
 
 
 def register(cli: click.Group) -> None:
@@ -56,7 +74,7 @@ def register(cli: click.Group) -> None:
     @click.option("--host", help="Only this host ('*' globs).")
     @click.option("--filter", "flt", help="A mitmproxy filter expression, e.g. '~d example.com & ~m POST'.")
     @click.option("-p", "--probability", type=float, default=1.0, show_default=True, help="0 to 1.")
-    @click.option("--effect", required=True, type=click.Choice(list(EFFECTS)), help="What to inject.")
+    @click.option("--effect", required=True, type=_Effects(), help="What to inject.")
     @click.option("--ms", type=float, help="latency: fixed milliseconds.")
     @click.option("--min-ms", type=float, help="latency: uniform, from.")
     @click.option("--max-ms", type=float, help="latency: uniform, to.")

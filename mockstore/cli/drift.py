@@ -8,13 +8,12 @@ from pathlib import Path
 
 import click
 
-from mockstore.drift import DriftError, DriftWatch
-from mockstore.store import Store, StoreError
-
 DB_HELP = "The store (default ./mockstore.db)."
 
 
-def _open(db: str) -> Store:
+def _open(db: str):
+    from mockstore.store import Store, StoreError
+
     if not Path(db).exists():
         raise click.ClickException(f"no store at {db!r}: run the proxy first, or pass --db")
     try:
@@ -47,6 +46,8 @@ def register(cli: click.Group) -> None:
         """
         if ctx.invoked_subcommand is not None:
             return
+        from mockstore.drift import DriftWatch
+
         store = _open(db)
         try:
             alerts = DriftWatch(store).alerts(unresolved=unresolved, endpoint=endpoint)
@@ -82,6 +83,8 @@ def register(cli: click.Group) -> None:
             mockstore drift resolve 3             # the API changed on purpose
             mockstore drift resolve 3 --keep-old  # the API is wrong; keep the old contract
         """
+        from mockstore.drift import DriftError, DriftWatch
+
         store = _open(db)
         try:
             alert = DriftWatch(store).resolve(alert_id, accept=not keep_old)

@@ -10,10 +10,6 @@ import sys
 
 import click
 
-from .. import har, imports, openapi
-from ..model import Model
-from ..sqltext import from_column
-from ..store import StoreError, connect, open_readonly
 from . import db_option, load_model, open_store
 
 
@@ -45,6 +41,9 @@ def import_cmd(db_path, file, max_body, redact):
       mockstore import session.har                 # saved from a browser's DevTools
       mitmdump -w traffic.flows ... && mockstore import traffic.flows --db api.db
     """
+    from .. import imports
+    from ..model import Model
+
     try:
         kind = imports.detect(file)
     except ValueError as e:
@@ -101,15 +100,19 @@ def export_openapi(db_path, output, fmt, title, api_version):
       mockstore export-openapi -o api.yaml
       mockstore export-openapi -o - --format json --db api.db | jq .paths
     """
+    from .. import openapi, recordings
+    from ..store import StoreError, open_readonly
+
     model = load_model(db_path)
-    db = connect(db_path, readonly=True)
     try:
-        schemes = {from_column(h): s for h, s in db.execute("select distinct host, scheme from exchanges")}
-        seen = [(from_column(h), from_column(p)) for h, p in db.execute("select distinct host, path from exchanges")]
+        db = open_readonly(db_path)
+        try:
+            schemes, seen = recordings.schemes(db), recordings.paths(db)
+        finally:
+            db.conn.close()
     except (StoreError, sqlite3.DatabaseError) as e:
         raise click.ClickException(f"cannot read the store {db_path}: {e}") from None
     doc = openapi.to_openapi(model, title=title, version=api_version, schemes=schemes, seen_paths=seen)
-    db.conn.close()
     if fmt is None:
         fmt = "json" if getattr(output, "name", "").endswith(".json") else "yaml"
     if fmt == "json":
@@ -134,6 +137,9 @@ def export_har(db_path, output):
       mockstore export-har -o recorded.har
       mockstore export-har -o - --db api.db | jq '.log.entries | length'
     """
+    from .. import har
+    from ..store import StoreError, open_readonly
+
     try:
         db = open_readonly(db_path)
         n = har.write_har(har.exchanges_from_store(db), output)

@@ -10,12 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-import yaml
 
-from mockstore.vb import VirtualBackend, build_model
-from mockstore.vb.entities import entity_yaml
-from mockstore.vb.model import ModelError
-from mockstore.vb.snapshots import SnapshotError, Snapshots
+# The library (mockstore.vb imports faker, jsonschema, YAML) is imported by each command when
+# it runs, so that building the command line for `mockstore --help` stays light.
 
 DB = click.option("--db", default="mockstore.db", show_default=True, type=click.Path(dir_okay=False),
                   help="The store file.")
@@ -40,7 +37,10 @@ def _opts(spec, entities, learned, storage, vb_file) -> dict:
             "mock_vb_storage": storage, "mock_vb_file": vb_file, "mock_vb_sweep": 0}
 
 
-def _open(db, spec, entities, learned, storage, vb_file, seed) -> VirtualBackend:
+def _open(db, spec, entities, learned, storage, vb_file, seed):
+    from mockstore.vb import VirtualBackend
+    from mockstore.vb.model import ModelError
+
     try:
         vb = VirtualBackend.from_options(_opts(spec, entities, learned, storage, vb_file), db, seed)
     except (ValueError, ModelError) as e:
@@ -53,6 +53,9 @@ def _open(db, spec, entities, learned, storage, vb_file, seed) -> VirtualBackend
 @contextmanager
 def _plain_errors():
     """What the library refuses, said as a one-line error, not a traceback."""
+    from mockstore.vb.model import ModelError
+    from mockstore.vb.snapshots import SnapshotError
+
     try:
         yield
     except (ValueError, ModelError, SnapshotError) as e:
@@ -69,8 +72,9 @@ def _backend(db, spec, entities, learned, storage, vb_file, seed):
         vb.close()
 
 
-def _snapshots(db) -> Snapshots:
+def _snapshots(db):
     from mockstore.store import connect
+    from mockstore.vb.snapshots import Snapshots
 
     if not Path(db).exists():
         raise click.ClickException(f"no store at {db}")
@@ -103,6 +107,8 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore resources show pets --spec petstore.yaml
         """
+        import yaml
+
         model = _model(db, spec, entities, learned)
         if name not in model.resources:
             raise click.ClickException(f"no resource {name!r}; known: {', '.join(model.resources) or 'none'}")
@@ -143,6 +149,11 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore entity create users --fields id:integer,name:string,email:email
         """
+        import yaml
+
+        from mockstore.vb.entities import entity_yaml
+        from mockstore.vb.model import ModelError
+
         p = Path(path)
         doc = {"resources": {}}
         if p.exists():
@@ -266,6 +277,9 @@ def register(cli: click.Group) -> None:
 
 
 def _model(db, spec, entities, learned):
+    from mockstore.vb import build_model
+    from mockstore.vb.model import ModelError
+
     try:
         model = build_model({"mock_spec": spec, "mock_entities": entities, "mock_vb_learned": learned},
                             db if Path(db).exists() else None)
