@@ -20,15 +20,14 @@ from collections.abc import Sequence
 
 from mitmproxy import command, ctx, exceptions, flow, http
 
-from . import chaosrules, drift, flows, options, rebuild, upstream, vb
+from . import chaosrules, drift, flows, options, rebuild, recordings, upstream, vb
 from .answer import Answer, Responder
 from .breaker import Breaker
 from .chaos import Chaos, compile_filter
 from .exchange import Request
 from .learn import Learner
-from .model import Model, response_from_row
+from .model import Model
 from .schemas import SchemaModel
-from .sqltext import to_column
 from .store import ReadOnlyStoreError, Store, StoreError, readonly_for, remove_files
 
 log = logging.getLogger("mockstore")
@@ -205,17 +204,10 @@ class MockStore:
         key = (endpoint_id, status)
         if key not in self._error_samples:
             ep = self.model.endpoints.get(endpoint_id)
-            row = None
+            resp = None
             if ep is not None:
-                row = self.store.reader().execute(
-                    "select status, resp_headers, resp_body from exchanges where host = ? and method = ? "
-                    "and template = ? and status = ? order by id desc limit 1",
-                    [to_column(ep.host), to_column(ep.method), to_column(ep.template), status],
-                ).fetchone()
-            if row is not None:
-                resp = response_from_row(*row)
-                row = (resp.status, resp.headers, resp.body)
-            self._error_samples[key] = row
+                resp = recordings.latest_response(self.store.reader(), ep.host, ep.method, ep.template, status)
+            self._error_samples[key] = (resp.status, resp.headers, resp.body) if resp is not None else None
         return self._error_samples[key]
 
     # --- lifecycle ---------------------------------------------------------------------

@@ -21,11 +21,10 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from . import bodies, redact
+from . import bodies, recordings, redact
 from .exchange import Request, Response
 from .learn import body_key, request_key
-from .model import Endpoint, Model, response_from_row
-from .sqltext import from_column, to_column
+from .model import Endpoint, Model
 from .store import Store
 from .synth import synthesize
 
@@ -131,13 +130,8 @@ class Responder:
                 at = None
             if at is not None:
                 ids = sequence[at:at + self.LOAD_AHEAD]
-        marks = ", ".join("?" * len(ids))
-        rows = self.store.reader().execute(
-            f"select id, status, resp_headers, resp_body from exchanges where id in ({marks})", ids
-        ).fetchall()
         found = None
-        for id_, *row in rows:
-            resp = response_from_row(*row)
+        for id_, resp in recordings.responses(self.store.reader(), ids):
             self.model.remember(id_, resp)
             if id_ == exchange_id:
                 found = resp
@@ -150,20 +144,13 @@ class Responder:
         yet. One made with credentials if `creds`, else one made without, where there is one."""
         rows = [r for r in self.model.recent.get(ep.id, ()) if not same_path or r[1] == req.path]
         if self.store is not None:
-            sql = ("select id, path, query, req_body, req_headers, status from exchanges"
-                   " where host = ? and method = ? and template = ?")
-            args = [to_column(ep.host), to_column(ep.method), to_column(ep.template)]
-            if same_path:
-                sql += " and path = ?"
-                args.append(to_column(req.path))
             seen = {r[0] for r in rows}
-            for id_, path, query, req_body, req_headers, status in self.store.reader().execute(
-                sql + " order by id desc limit 50", args
+            for id_, path, query, req_body, req_headers, status in recordings.recent(
+                self.store.reader(), ep.host, ep.method, ep.template, path=req.path if same_path else None
             ):
                 if id_ not in seen:
-                    body = hash(body_key(req_body or b"", req.content_type))
-                    had = redact.has_credentials(json.loads(req_headers or "[]"))
-                    rows.append((id_, from_column(path), [tuple(p) for p in json.loads(query or "[]")], body, had, status))
+                    body = hash(body_key(req_body, req.content_type))
+                    rows.append((id_, path, query, body, redact.has_credentials(req_headers), status))
         if not rows:
             return None
         want_query = set(req.query)

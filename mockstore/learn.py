@@ -15,7 +15,7 @@ from array import array
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from . import bodies, redact
+from . import bodies, recordings, redact
 from .exchange import Exchange, Response, from_wire, is_json_type
 from .model import Endpoint, Model, match_key
 from .schemas import SchemaModel
@@ -28,9 +28,7 @@ log = logging.getLogger("mockstore.learn")
 WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding", "connection", "keep-alive"})
 
 
-INSERT_EXCHANGE = """insert or replace into exchanges (id, ts, scheme, host, port, method, path, query,
-    req_headers, req_body, status, resp_headers, resp_body, duration_ms, template, match_key, source)
-    values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+INSERT_EXCHANGE = recordings.INSERT_EXCHANGE
 
 
 @dataclass(slots=True)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from .exchange import Headers, Response
+from . import recordings
+from .exchange import Response
 from .paths import PathTemplates
 from .recorded import RecordedIndex, db_path
 from .schemas import SchemaModel
@@ -268,7 +269,7 @@ class Model:
         path = db_path(db.conn)
         m.recorded = RecordedIndex(path)
         if path is None:  # an in-memory database: nothing to look up later, load it now
-            for id_, key in db.execute("select id, match_key from exchanges order by id"):
+            for id_, key in recordings.ids_and_keys(db):
                 m.recorded.add(key, id_)
         return m
 
@@ -466,7 +467,4 @@ class Model:
             self.cursors.clear()
 
 
-def response_from_row(status: int, headers: str, body: bytes | None) -> Response:
-    hs: Headers = [(k, v) for k, v in json.loads(headers or "[]")]
-    return Response(status, hs, body or b"")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from . import recordings
+from . import recordings, sync
 from .learn import Learner
 from .model import Model
 from .store import Store
@@ -19,16 +19,10 @@ from .store import Store
 log = logging.getLogger("mockstore.rebuild")
 
 
-def counted(db, slot: int) -> int:
-    """The last exchange id of this worker slot that the stored model has counted."""
-    row = db.execute("select value from meta where key = ?", [f"counted.{slot}"]).fetchone()
-    return int(row[0]) if row else 0
-
-
 def catch_up(store: Store, model: Model, slot: int) -> int:
     """Learn the rows of `slot` that the stored model has not counted; how many."""
     db = store.reader()
-    mark = counted(db, slot)
+    mark = sync.counted(db, slot)
     n = _learn_rows(model, recordings.exchanges(db, after=mark, slot=slot))
     model.ids.advance(mark)
     if n:
@@ -37,29 +31,21 @@ def catch_up(store: Store, model: Model, slot: int) -> int:
     return n
 
 
-def rebuild(store: Store) -> int:
-    """Learn the whole model again from the recorded exchanges; how many there were. The
-    proxy must not be running on the store meanwhile."""
+def rebuild(store: Store) -> tuple[int, int]:
+    """Learn the whole model again from the recorded exchanges: how many there were, and
+    the endpoints they made. The proxy must not be running on the store meanwhile."""
     store.flush()
 
-    def clear(db):
-        for table in ("endpoints", "schemas", "path_templates"):
-            db.execute(f"delete from {table}")
-        db.execute("delete from meta where key like 'counted.%'")
-
-    store.submit(clear)
+    store.submit(sync.forget)
     store.flush()
     model = Model.load(store.reader())
     n = _learn_rows(model, recordings.exchanges(store.reader()))
-    last = {}
-    for (slot, top) in store.reader().execute("select id % 16, max(id) from exchanges group by id % 16"):
-        last[slot] = top
+    last = recordings.last_ids(store.reader())
     store.submit(model.persist())
     for slot, top in last.items():
-        store.submit(lambda db, s=slot, t=top: db.execute(
-            "insert or replace into meta (key, value) values (?, ?)", [f"counted.{s}", str(t)]))
+        store.submit(lambda db, s=slot, t=top: sync.mark_counted(db, s, t))
     store.flush()
-    return n
+    return n, len(model.endpoints)
 
 
 def _learn_rows(model: Model, rows) -> int:

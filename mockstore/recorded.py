@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
+from . import recordings
 from .store import StoreError, connect
 
 CACHE_KEYS = 16_384
@@ -78,7 +79,7 @@ class RecordedIndex:
         try:
             return self._count() + sum(
                 1 for k in list(self._added)
-                if conn.execute("select 1 from exchanges where match_key = ? limit 1", [k]).fetchone() is None
+                if not recordings.has_key(conn, k)
             )
         except sqlite3.Error:
             return len(self._added)
@@ -91,7 +92,7 @@ class RecordedIndex:
         seen = set()
         conn = self._conn()
         if conn is not None:
-            for (key,) in conn.execute("select distinct match_key from exchanges where match_key is not null"):
+            for key in recordings.keys(conn):
                 seen.add(key)
                 yield key
         for key in list(self._added):
@@ -140,12 +141,10 @@ class RecordedIndex:
                 self._stored.move_to_end(key)
                 return ids
         try:
-            rows = self._conn().execute(
-                "select id from exchanges where match_key = ? order by id", [key]
-            ).fetchall()
+            ids = recordings.ids_of_key(self._conn(), key)
         except sqlite3.Error:  # the store went away or is busy beyond the timeout: we know nothing
             return _EMPTY
-        ids = tuple(r[0] for r in rows) or _EMPTY
+        ids = ids or _EMPTY
         with self._lock:
             self._stored[key] = ids
             if len(self._stored) > self.cache_keys:
@@ -157,7 +156,7 @@ class RecordedIndex:
         if conn is None:
             return 0
         try:
-            return conn.execute("select count(distinct match_key) from exchanges").fetchone()[0]
+            return recordings.count_keys(conn)
         except sqlite3.Error:
             return 0
 

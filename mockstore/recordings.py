@@ -1,6 +1,9 @@
-"""The recorded exchanges, as the store keeps them: the one place that reads their rows.
+"""The recorded exchanges, as the store keeps them: the one module that knows their table.
 
-(Writing them is the learner's, through the store's writer: `mockstore.learn.INSERT_EXCHANGE`.)
+The table is created with the store's own (`mockstore.store`); every query of it is here, so a
+change of its columns changes this module and its callers' signatures, nothing else. Rows are
+written on the store's writer thread, as `(INSERT_EXCHANGE, row)` (`Store.insert`); the reads
+take a connection (`sqlite3` or sqlite-utils) of the caller's thread.
 """
 
 from __future__ import annotations
@@ -11,7 +14,11 @@ from collections.abc import Iterator
 import sqlite_utils
 
 from .exchange import DEFAULT_PORTS, Exchange, Request, Response
-from .sqltext import from_column
+from .sqltext import from_column, to_column
+
+INSERT_EXCHANGE = """insert or replace into exchanges (id, ts, scheme, host, port, method, path, query,
+    req_headers, req_body, status, resp_headers, resp_body, duration_ms, template, match_key, source)
+    values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
 _COLUMNS = ("id, ts, scheme, host, port, method, path, query, req_headers, req_body, status, "
             "resp_headers, resp_body, duration_ms")
@@ -26,6 +33,95 @@ def exchanges(db: sqlite_utils.Database, *, after: int = 0, slot: int | None = N
         params.append(slot)
     for row in db.execute(sql + " order by id", params):
         yield row[0], exchange_from_row(*row[1:])
+
+
+# --- by id and match key (exact matching) --------------------------------------------------
+
+
+def responses(db, ids: list[int]) -> list[tuple[int, Response]]:
+    """The recorded responses of these exchanges."""
+    marks = ", ".join("?" * len(ids))
+    rows = db.execute(f"select id, status, resp_headers, resp_body from exchanges where id in ({marks})", ids)
+    return [(id_, response_from_row(status, headers, body)) for id_, status, headers, body in rows]
+
+
+def ids_of_key(db, key: int) -> tuple[int, ...]:
+    """The exchanges recorded for one match key, in recorded order."""
+    return tuple(r[0] for r in db.execute("select id from exchanges where match_key = ? order by id", [key]))
+
+
+def has_key(db, key: int) -> bool:
+    return db.execute("select 1 from exchanges where match_key = ? limit 1", [key]).fetchone() is not None
+
+
+def keys(db) -> Iterator[int]:
+    """Every distinct match key (one pass over its index)."""
+    for (key,) in db.execute("select distinct match_key from exchanges where match_key is not null"):
+        yield key
+
+
+def count_keys(db) -> int:
+    return db.execute("select count(distinct match_key) from exchanges").fetchone()[0]
+
+
+def ids_and_keys(db) -> Iterator[tuple[int, int]]:
+    """(id, match key) of every exchange, in recorded order."""
+    yield from db.execute("select id, match_key from exchanges order by id")
+
+
+# --- by endpoint (closest matching, samples) ----------------------------------------------
+
+
+def recent(db, host: str, method: str, template: str, *, path: str | None = None, limit: int = 50) -> list[tuple]:
+    """The newest recordings of an endpoint (of one path of it, if given), newest first:
+    (id, path, query pairs, request body, request headers, status)."""
+    sql = "select id, path, query, req_body, req_headers, status from exchanges where host = ? and method = ? and template = ?"
+    args = [to_column(host), to_column(method), to_column(template)]
+    if path is not None:
+        sql += " and path = ?"
+        args.append(to_column(path))
+    return [
+        (id_, from_column(p), [tuple(x) for x in _json_list(query)], req_body or b"", _json_list(headers), status)
+        for id_, p, query, req_body, headers, status in db.execute(sql + " order by id desc limit ?", [*args, limit])
+    ]
+
+
+def latest_response(db, host: str, method: str, template: str, status: int) -> Response | None:
+    """The newest response of an endpoint with this status."""
+    row = db.execute(
+        "select status, resp_headers, resp_body from exchanges where host = ? and method = ? "
+        "and template = ? and status = ? order by id desc limit 1",
+        [to_column(host), to_column(method), to_column(template), status],
+    ).fetchone()
+    return response_from_row(*row) if row is not None else None
+
+
+def successes_of_templates(db, templates: list[str]) -> Iterator[tuple[str, str, str, int, bytes]]:
+    """(method, path, template, status, response body) of every 2xx exchange of these
+    templates, in recorded order."""
+    marks = ", ".join("?" * len(templates))
+    for method, path, template, status, body in db.execute(
+        f"select method, path, template, status, resp_body from exchanges where template in ({marks}) "
+        "and status between 200 and 299 order by id", [to_column(t) for t in templates],
+    ):
+        yield from_column(method), from_column(path), from_column(template), status, body
+
+
+# --- the model's bookkeeping ----------------------------------------------------------------
+
+
+def last_ids(db) -> dict[int, int]:
+    """The last exchange id of each worker slot."""
+    return dict(db.execute("select id % 16, max(id) from exchanges group by id % 16").fetchall())
+
+
+def retemplate(db, authority: str, old: str, new: str) -> None:
+    """Recordings of a template that folded into another follow it."""
+    db.execute("update exchanges set template = ? where host = ? and template = ?",
+               [to_column(new), to_column(authority), to_column(old)])
+
+
+# --- whole rows, hosts and paths ------------------------------------------------------------
 
 
 def schemes(db: sqlite_utils.Database) -> dict[str, str]:
@@ -56,6 +152,10 @@ def exchange_from_row(ts, scheme, host, port, method, path, query, req_headers, 
         started=ts or 0.0,
         duration_ms=duration or 0.0,
     )
+
+
+def response_from_row(status: int, headers: str, body: bytes | None) -> Response:
+    return Response(status, [(k, v) for k, v in _json_list(headers)], body or b"")
 
 
 def _json_list(text) -> list:

@@ -31,6 +31,8 @@ from urllib.parse import quote
 
 import sqlite_utils
 
+from . import recordings
+
 log = logging.getLogger("mockstore.store")
 
 SCHEMA_VERSION = 2
@@ -298,7 +300,7 @@ def _add_v2(db: sqlite_utils.Database, *, upgrading: bool) -> None:
         # What a store from before had recorded, its model had counted, as far as anyone
         # knows (the marks of mockstore.rebuild: from here on, rows after a slot's mark are
         # uncounted).
-        for slot, top in db.execute("select id % 16, max(id) from exchanges group by id % 16").fetchall():
+        for slot, top in recordings.last_ids(db).items():
             db.execute("insert or replace into meta (key, value) values (?, ?)", [f"counted.{slot}", str(top)])
 
 

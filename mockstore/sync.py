@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import sqlite_utils
 
+from . import recordings
 from .paths import PathTemplates
 from .sqltext import from_column, to_column
 from .schemas import SchemaModel
@@ -161,8 +162,7 @@ class Sync:
             db.execute("delete from schemas where endpoint = ?", [to_column(old)])
             _write_row(db, new, target, seq)
         for authority, old, new in changes.retemplated:
-            db.execute("update exchanges set template = ? where host = ? and template = ?",
-                       [to_column(new), to_column(authority), to_column(old)])
+            recordings.retemplate(db, authority, old, new)
 
         for ch in changes.endpoints:
             row = _fresh(rows, ch.id)
@@ -194,8 +194,7 @@ class Sync:
                 "insert or replace into path_templates (host, state, seq) values (?, ?, ?)", [to_column(host), text, seq]
             )
         if changes.counted is not None:
-            slot, counted = changes.counted
-            db.execute("insert or replace into meta (key, value) values (?, ?)", [f"counted.{slot}", str(counted)])
+            mark_counted(db, *changes.counted)
 
         def commit():
             self.rows, self.templates, self.seq, self.folds = rows, templates, seq, folds_seen
@@ -255,6 +254,22 @@ class Sync:
                 templates[host] = state
                 synced.templates[host] = json.loads(state)
         return synced, folds
+
+
+def counted(db, slot: int) -> int:
+    """The last exchange id of this worker slot that the stored model has counted."""
+    return _counter(db, f"counted.{slot}")
+
+
+def mark_counted(db, slot: int, exchange_id: int) -> None:
+    db.execute("insert or replace into meta (key, value) values (?, ?)", [f"counted.{slot}", str(exchange_id)])
+
+
+def forget(db) -> None:
+    """Every learned row gone, and every mark: the model is to be learned again."""
+    for table in ("endpoints", "schemas", "path_templates"):
+        db.execute(f"delete from {table}")
+    db.execute("delete from meta where key like 'counted.%'")
 
 
 def current_seq(db) -> int:

@@ -151,7 +151,7 @@ def test_rebuild_learns_the_model_again_from_the_rows(tmp_path):
     p.store.submit(lambda db: db.execute("update endpoints set stats = 'garbage', count = 0"))
     p.close()
     store = Store(path)
-    assert rebuild.rebuild(store) == len(traffic(3, ["alpha", "beta"]))
+    assert rebuild.rebuild(store)[0] == len(traffic(3, ["alpha", "beta"]))
     got = summary(Model.load(store.db))
     store.close()
     assert {k: v["count"] for k, v in got.items()} == {k: v["count"] for k, v in expected.items()}
@@ -167,3 +167,19 @@ def test_an_endpoint_with_raw_bytes_in_its_path_is_persisted(tmp_path, path):
     assert sorted(ep.count for ep in model.endpoints.values()) == [1, 1]
     assert model.find_endpoint("GET", HOST, path)[0].count == 1
     p.close()
+
+
+def test_the_rebuild_command(tmp_path):
+    from click.testing import CliRunner
+
+    from mockstore.cli import cli
+
+    path = tmp_path / "s.db"
+    p = Proc(path, 0)
+    p.learn(traffic(4, []))
+    p.persist()
+    n = len(p.model.endpoints)
+    p.close()
+    result = CliRunner().invoke(cli, ["rebuild", "--db", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"learned {len(traffic(4, []))} recorded exchanges again: {n} endpoints" in result.output

@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mockstore.sqltext import from_column
+from mockstore import recordings
+from mockstore.model import Model as Learned
 from mockstore.store import connect
 
 from .model import Field, Model, Resource, link_foreign_keys
@@ -27,21 +28,18 @@ def _segs(t: str) -> list[str]:
     return [s for s in (t or "").split("/") if s]
 
 
-def _schema(conn, endpoint: str, kind: str, status: int | None = None) -> dict | None:
-    sql = "select schema from schemas where endpoint = ? and kind = ?"
-    args: list = [endpoint, kind]
-    if status is not None:
-        sql += " and status = ?"
-        args.append(status)
+def _schema(eps: dict, endpoint: str, kind: str, status: int | None = None) -> dict | None:
+    """An endpoint's learned schema: of its requests, of one status, or of its first 2xx."""
+    ep = eps.get(endpoint)
+    if ep is None:
+        return None
+    if kind == "request":
+        s = ep.request_schema()
+    elif status is not None:
+        s = ep.response_schema(status)
     else:
-        sql += " and status between 200 and 299"
-    row = conn.execute(sql + " order by status", args).fetchone()
-    if not row:
-        return None
-    try:
-        s = json.loads(row[0])
-    except (TypeError, ValueError):
-        return None
+        ok = sorted(st for st in ep.responses if 200 <= st < 300)
+        s = ep.response_schema(ok[0]) if ok else None
     return s if isinstance(s, dict) else None
 
 
@@ -60,13 +58,13 @@ def infer(db_path: str | Path) -> tuple[Model, list[str]]:
     notes: list[str] = []
     model = Model()
     try:
-        eps = conn.execute("select id, host, method, template, count from endpoints").fetchall()
+        eps = Learned.load(db).endpoints
     except Exception as e:
         conn.close()
         raise ValueError(f"the store {db_path} has no learned endpoints yet ({e})") from None
     by_host: dict[str, dict[str, dict[str, str]]] = {}
-    for eid, host, method, template, _count in eps:
-        by_host.setdefault(host or "", {}).setdefault(template or "/", {})[str(method).upper()] = eid
+    for eid, ep in eps.items():
+        by_host.setdefault(ep.host or "", {}).setdefault(ep.template or "/", {})[str(ep.method).upper()] = eid
     for host, templates in sorted(by_host.items()):
         for coll, methods in sorted(templates.items()):
             segs = _segs(coll)
@@ -82,8 +80,8 @@ def infer(db_path: str | Path) -> tuple[Model, list[str]]:
             if not set(imethods) & {"GET", "PUT", "PATCH", "DELETE"}:
                 notes.append(f"{host}{coll}: no GET/PUT/PATCH/DELETE seen on {item}")
                 continue
-            created = _object_schema(_schema(conn, methods["POST"], "response"))
-            shape = _object_schema(_schema(conn, imethods["GET"], "response", 200)) if "GET" in imethods else None
+            created = _object_schema(_schema(eps, methods["POST"], "response"))
+            shape = _object_schema(_schema(eps, imethods["GET"], "response", 200)) if "GET" in imethods else None
             shape = shape or created
             props = (shape or {}).get("properties") or {}
             pk = next((k for k in _IDS if k in props and k in ((created or {}).get("properties") or {})), None)
@@ -96,7 +94,7 @@ def infer(db_path: str | Path) -> tuple[Model, list[str]]:
             if name in model.resources:
                 notes.append(f"{host}{coll}: a resource named {name!r} was already inferred; skipped")
                 continue
-            req = _object_schema(_schema(conn, methods["POST"], "request", 0)) or {}
+            req = _object_schema(_schema(eps, methods["POST"], "request", 0)) or {}
             required = set(req.get("required") or []) - {pk}
             res = Resource(name=name, path="/" + "/".join(segs), pk=pk, source="learned")
             for fname, fs in props.items():
@@ -104,7 +102,7 @@ def infer(db_path: str | Path) -> tuple[Model, list[str]]:
                     res.fields[fname] = Field(fname, _type(fs), fs.get("format"), required=fname in required)
             if res.fields[pk].type == "string":
                 res.id_rule = "uuid"
-            lst = _schema(conn, methods["GET"], "response", 200) if "GET" in methods else None
+            lst = _schema(eps, methods["GET"], "response", 200) if "GET" in methods else None
             if lst and lst.get("type") == "object":
                 arrays = [k for k, v in (lst.get("properties") or {}).items() if isinstance(v, dict) and v.get("type") == "array"]
                 if len(arrays) == 1:
@@ -128,13 +126,8 @@ def infer(db_path: str | Path) -> tuple[Model, list[str]]:
 def _seen_rows(conn, host: str, coll: str, item: str, pk: str, envelope: dict | None) -> list[dict]:
     """Replay the recorded exchanges in order: what a client would find now."""
     rows: dict[str, dict] = {}
-    cur = conn.execute(
-        "select method, path, template, status, resp_body from exchanges "
-        "where template in (?, ?) and status between 200 and 299 order by id",
-        [coll, item],
-    )
-    for method, path, template, _status, body in cur:
-        method, path = str(from_column(method)).upper(), from_column(path)
+    for method, path, template, _status, body in recordings.successes_of_templates(conn, [coll, item]):
+        method = str(method).upper()
         if method == "DELETE" and template == item:
             rows.pop(_segs(path)[-1] if _segs(path) else "", None)
             continue
