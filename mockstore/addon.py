@@ -83,10 +83,6 @@ class MockStore:
 
     def configure(self, updated):
         o = ctx.options
-        if "connection_strategy" in o and o.connection_strategy != "lazy":
-            # mitmproxy connects upstream as soon as a client connects ("eager"); a mock must
-            # answer without a real API, so connect only when a request really goes upstream.
-            o.connection_strategy = "lazy"
         if self._refused:  # said once, at the first configure: mitmdump stops there
             refused, self._refused = self._refused, {}
             raise exceptions.OptionsError("; ".join(refused.values()))
@@ -103,6 +99,12 @@ class MockStore:
                 module.validate_options(o)
             except ValueError as e:
                 raise exceptions.OptionsError(str(e)) from None
+        if "connection_strategy" in o and o.connection_strategy != "lazy":
+            # mitmproxy connects upstream as soon as a client connects ("eager"); a mock must
+            # answer without a real API, so connect only when a request really goes upstream.
+            # (Set once the values are known good: setting it configures again, and a value
+            # refused then would be refused again on every undo, without end.)
+            o.connection_strategy = "lazy"
         undoing, self._undoing = self._undoing, False
         reopened = "mock_db" in updated and o.mock_db != self.db_path
         if reopened and undoing and o.mock_db != self._good_db:

@@ -196,8 +196,10 @@ def looks_secret(value: str) -> bool:
 
 @register_tables
 def _create_key(db) -> None:
-    """Every store gets its own key, once; workers sharing the file read the same one."""
-    db.execute("insert or ignore into meta (key, value) values (?, ?)", [META_KEY, os.urandom(16).hex()])
+    """Every store gets its own key, once; workers sharing the file read the same one. (Only
+    written when missing: a read-only store, opened for serving, runs this too.)"""
+    if db.execute("select 1 from meta where key = ?", [META_KEY]).fetchone() is None:
+        db.execute("insert or ignore into meta (key, value) values (?, ?)", [META_KEY, os.urandom(16).hex()])
 
 
 _PROCESS_KEY = os.urandom(16)  # learning and answering without a store, in this process
