@@ -330,9 +330,11 @@ def test_a_worker_that_cannot_start_again_ends_the_pool(served, tmp_path):
     db = tmp_path / "m.db"
     proxy = served("serve", "http://127.0.0.1:9", db, "mock", workers=2)
     workers = children(proxy.proc.pid)
-    broken = tmp_path / "broken.db"
-    broken.write_bytes(b"not a database " * 512)
-    os.replace(broken, db)  # the running workers keep the file they opened; a new one cannot
+    # the running workers keep the files they opened; a new one finds a folder there (a file
+    # of garbage would not do: pages of the store in its -wal, which the others keep, read fine)
+    for name in (db.name, f"{db.name}-wal", f"{db.name}-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    db.mkdir()
     os.kill(workers[1], signal.SIGKILL)
     code = proxy.proc.wait(timeout=60)
     out = proxy.output()
