@@ -462,17 +462,21 @@ def _bump(db) -> None:
 
 class _Tx:
     """One write transaction on a connection of the store (`begin immediate`: the whole
-    save, checks included, sees one state of the tables and wins or loses as a whole)."""
+    save, checks included, sees one state of the tables and wins or loses as a whole).
+    Inside a transaction already (a write run by the store's writer thread), it joins it."""
 
     def __init__(self, db):
-        self.conn = db.conn
+        self.conn = db.conn if hasattr(db, "conn") else db
+        self.own = not self.conn.in_transaction
 
     def __enter__(self):
-        self.conn.execute("begin immediate")
+        if self.own:
+            self.conn.execute("begin immediate")
         return self.conn
 
     def __exit__(self, kind, *_):
-        self.conn.execute("commit" if kind is None else "rollback")
+        if self.own:
+            self.conn.execute("commit" if kind is None else "rollback")
 
 
 def save(db, mocks: list[Mock], *, replace: bool = False, source: str = "cli",
@@ -481,52 +485,63 @@ def save(db, mocks: list[Mock], *, replace: bool = False, source: str = "cli",
     the stored mock, its routes and conditions give way; its id and createdAt stay). With
     `replace_source`, every stored mock of `source` not among `mocks` goes (a stubs file that
     lost a mock). A name stored from another source than `source` is never replaced."""
-    now = _now()
     with _Tx(db) as conn:
-        stored = {name: (mid, src, created) for mid, name, src, created in
-                  conn.execute("select id, name, source, created_at from stub_mocks")}
-        for m in mocks:
-            if m.name in stored:
-                mid, src, created = stored[m.name]
-                if not replace:
-                    raise StubError(f"mock {m.name!r}: field 'name' is already used by a stored mock "
-                                    f"(from {src}); remove it first, or import with --replace")
-                if src != source and (source.startswith("file:") or src.startswith("file:")):
-                    raise StubError(f"mock {m.name!r}: field 'name' is already used by a mock from {src}")
-        if replace_source:
-            keep = {m.name for m in mocks}
-            for name, (mid, src, _) in stored.items():
-                if src == source and name not in keep:
-                    _delete(conn, mid)
-        top = conn.execute("select coalesce(max(position), 0) from stub_mocks").fetchone()[0]
-        for i, m in enumerate(mocks, 1):
-            old = stored.get(m.name)
-            if old is not None:
-                _delete(conn, old[0])
-            m.id = old[0] if old else (m.id or str(uuid.uuid4()))
-            m.created_at = old[2] if old else now
-            m.updated_at, m.source = now, source
+        return _save(conn, mocks, replace=replace, source=source, replace_source=replace_source)
+
+
+def later(fn, *args, **kw):
+    """A write of this module (`save`, `update`, `remove`) for the store's writer thread
+    (`Store.submit`), for the proxy's commands, which must not wait on the disk; the
+    writer logs a refusal."""
+    return lambda db: fn(db, *args, **kw)
+
+
+def _save(conn, mocks: list[Mock], *, replace: bool, source: str, replace_source: bool = False) -> list[Mock]:
+    now = _now()
+    stored = {name: (mid, src, created, position) for mid, name, src, created, position in
+              conn.execute("select id, name, source, created_at, position from stub_mocks")}
+    for m in mocks:
+        if m.name in stored:
+            mid, src, created, _ = stored[m.name]
+            if not replace:
+                raise StubError(f"mock {m.name!r}: field 'name' is already used by a stored mock "
+                                f"(from {src}); remove it first, or import with --replace")
+            if src != source and (source.startswith("file:") or src.startswith("file:")):
+                raise StubError(f"mock {m.name!r}: field 'name' is already used by a mock from {src}")
+    if replace_source:
+        keep = {m.name for m in mocks}
+        for name, (mid, src, *_) in stored.items():
+            if src == source and name not in keep:
+                _delete(conn, mid)
+    top = conn.execute("select coalesce(max(position), 0) from stub_mocks").fetchone()[0]
+    for i, m in enumerate(mocks, 1):
+        old = stored.get(m.name)
+        if old is not None:
+            _delete(conn, old[0])
+        m.id = old[0] if old else (m.id or str(uuid.uuid4()))
+        m.created_at = old[2] if old else now
+        m.updated_at, m.source = now, source
+        conn.execute(
+            "insert into stub_mocks (id, name, description, protocol, status, response_delay, metadata, "
+            "source, position, created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [m.id, m.name, m.description, m.protocol, m.status, m.response_delay, json.dumps(m.metadata),
+             source, old[3] if old else top + i, m.created_at, now])
+        for ri, r in enumerate(m.routes):
+            r.id, r.created_at, r.updated_at = str(uuid.uuid4()), now, now
             conn.execute(
-                "insert into stub_mocks (id, name, description, protocol, status, response_delay, metadata, "
-                "source, position, created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [m.id, m.name, m.description, m.protocol, m.status, m.response_delay, json.dumps(m.metadata),
-                 source, top + i, m.created_at, now])
-            for ri, r in enumerate(m.routes):
-                r.id, r.created_at, r.updated_at = str(uuid.uuid4()), now, now
+                "insert into stub_routes (id, mock_id, position, method, path, description, status_code, "
+                "default_body, default_headers, created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [r.id, m.id, ri, r.method, r.path, r.description, r.status_code, r.body,
+                 json.dumps(r.headers), now, now])
+            for ci, c in enumerate(r.conditions):
+                c.id, c.created_at, c.updated_at = str(uuid.uuid4()), now, now
                 conn.execute(
-                    "insert into stub_routes (id, mock_id, position, method, path, description, status_code, "
-                    "default_body, default_headers, created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [r.id, m.id, ri, r.method, r.path, r.description, r.status_code, r.body,
-                     json.dumps(r.headers), now, now])
-                for ci, c in enumerate(r.conditions):
-                    c.id, c.created_at, c.updated_at = str(uuid.uuid4()), now, now
-                    conn.execute(
-                        "insert into stub_conditions (id, route_id, position, parameter_name, parameter_source, "
-                        "operator, expected_value, response, status_code, priority, created_at, updated_at) "
-                        "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [c.id, r.id, ci, c.parameter_name, c.parameter_source, c.operator, c.expected_value,
-                         c.response, c.status_code, c.priority, now, now])
-        _bump(conn)
+                    "insert into stub_conditions (id, route_id, position, parameter_name, parameter_source, "
+                    "operator, expected_value, response, status_code, priority, created_at, updated_at) "
+                    "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [c.id, r.id, ci, c.parameter_name, c.parameter_source, c.operator, c.expected_value,
+                     c.response, c.status_code, c.priority, now, now])
+    _bump(conn)
     return mocks
 
 
