@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import sqlite_utils
 
 from .exchange import DEFAULT_PORTS, Exchange, Request, Response
-from .sqltext import from_column
+from .sqltext import from_column, to_column
 
 _COLUMNS = ("id, ts, scheme, host, port, method, path, query, req_headers, req_body, status, "
             "resp_headers, resp_body, duration_ms")
@@ -26,6 +26,17 @@ def exchanges(db: sqlite_utils.Database, *, after: int = 0, slot: int | None = N
         params.append(slot)
     for row in db.execute(sql + " order by id", params):
         yield row[0], exchange_from_row(*row[1:])
+
+
+def of_method(db: sqlite_utils.Database, method: str, host: str | None = None) -> Iterator[Exchange]:
+    """Every recording of one method (on one host, when given: the authority, as the
+    exchanges' `host` column holds it), in recorded order."""
+    sql, params = f"select {_COLUMNS} from exchanges where method = ?", [to_column(method)]
+    if host:
+        sql += " and host = ?"
+        params.append(to_column(host))
+    for row in db.execute(sql + " order by id", params):
+        yield exchange_from_row(*row[1:])
 
 
 def exchange_from_row(ts, scheme, host, port, method, path, query, req_headers, req_body, status,

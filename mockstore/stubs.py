@@ -621,6 +621,46 @@ def load(db) -> list[Mock]:
     return list(mocks.values())
 
 
+def from_exchanges(name: str, method: str, template: str, exchanges, *, limit: int = 50) -> Mock:
+    """An editable mock of one endpoint from its recordings: the route's default answer is
+    the last 2xx recorded (else the last), and one condition per distinct value recorded for
+    the template's last `{param}`, answering what was recorded for it (the latest), at most
+    `limit` of them."""
+    route = Route(method=method.upper(), path=template)
+    params = route.params
+    pattern = re.compile("^" + "/".join(
+        "([^/]+)" if _PARAM.fullmatch(seg) else re.escape(seg) for seg in template.split("/")) + "$")
+    last: dict[str, Any] = {}
+    default = ok = None
+    for ex in exchanges:
+        m = pattern.match(ex.request.path)
+        if m is None or ex.request.method.upper() != route.method:
+            continue
+        default = ex
+        if 200 <= ex.response.status < 300:
+            ok = ex
+        if params:
+            value = m.group(len(params))
+            last.pop(value, None)  # distinct values in the order last recorded
+            last[value] = ex
+    default = ok or default
+    if default is None:
+        raise StubError(f"no recordings of {method.upper()} {template}")
+    route.status_code, route.body = default.response.status, _text(default.response.body)
+    ctype = default.response.header("content-type")
+    if ctype:
+        route.headers = {"Content-Type": ctype}
+    for value, ex in list(last.items())[-limit:] if params else []:
+        route.conditions.append(Condition(
+            parameter_name=params[-1], parameter_source="PATH", operator="EQUALS", expected_value=value,
+            response=_text(ex.response.body), status_code=ex.response.status))
+    return Mock(name=name, description=f"from the recordings of {method.upper()} {template}", routes=[route])
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", "replace")
+
+
 def export(mocks: list[Mock], fmt: str = "yaml") -> str:
     doc = {"mocks": [m.spec() for m in mocks]}
     if fmt == "json":
