@@ -247,7 +247,7 @@ class MockStore:
 
     async def _watch_stubs(self):
         """Stubs changed in the store (the CLI, a scenario, another worker) or in the stubs
-        file reach this proxy within STUB_POLL_INTERVAL; reading them is off the loop."""
+        file reach this proxy within stubwatch.POLL_INTERVAL; reading them is off the loop."""
         while True:
             await asyncio.sleep(stubwatch.POLL_INTERVAL)
             watch = self.stubs

@@ -5,7 +5,7 @@ store (its mocks with source `file:PATH`), so the CLI, scenarios and every worke
 switch them like any other. A proxy answers with the mocks added by the CLI and with those of
 its own stubs file, not with those another file left in the store. The store's `stubs_version` counter says when to read them
 again; `poll` looks at it, and at the file's mtimes, and is meant to run off the event loop
-(a thread), every STUB_POLL_INTERVAL: a CLI change reaches the proxy well within a second.
+(a thread), every POLL_INTERVAL: a CLI change reaches the proxy well within a second.
 """
 
 from __future__ import annotations
