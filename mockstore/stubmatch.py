@@ -49,7 +49,7 @@ class _Node:
 
 
 class StubIndex:
-    """The ACTIVE mocks' routes, by method and path, ready to answer."""
+    """The ACTIVE REST mocks' routes, by method and path, ready to answer."""
 
     def __init__(self, mocks: list[Mock]):
         self.trees: dict[str, _Node] = {}
@@ -57,7 +57,7 @@ class StubIndex:
         self._counters: dict[str, itertools.count] = {}
         self._counter_lock = threading.Lock()
         for mock in mocks:
-            if not mock.active:
+            if not mock.active or mock.protocol != "REST":  # GRPC and KAFKA: stored, not served yet
                 continue
             for route in mock.routes:
                 node = self.trees.setdefault(route.method, _Node())

@@ -45,6 +45,7 @@ def test_literal_segments_win_over_parameters_then_declaration_order():
                      mock("c", [route("GET", "/users/{other}", "second")]))
     assert inactive.answer(Request("GET", "h", "/users/7")).response.body == b"second"
     assert not index(mock("a", [route("GET", "/x")], status="INACTIVE"))  # nothing ACTIVE: falsy
+    assert not index(mock("g", [route("POST", "/x")], protocol="GRPC"))  # accepted, not served yet
 
 
 def test_json_paths():
