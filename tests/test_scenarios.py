@@ -119,3 +119,24 @@ def test_a_bad_scenario_file_is_refused_naming_the_action(tmp_path):
     path.write_text("name: bad\nactions:\n  - {type: WAIT, ms: 10}\n  - {type: HTTP_REQUEST, url: /x, expect: {statuss: 200}}\n")
     out = cli("scenario", "add", str(path), "--db", str(tmp_path / "m.db"), check=False)
     assert out.returncode != 0 and "action #2 (HTTP_REQUEST): field 'expect'" in out.stderr
+
+
+def test_relative_urls_go_to_a_reverse_proxy_and_direct_ones_skip_it(proxy, backend, tmp_path):
+    _, api = backend()
+    (tmp_path / "stubs.yaml").write_text(yaml.safe_dump(STUBS))
+    p = proxy(api, mode="learn", mock_stubs=str(tmp_path / "stubs.yaml"))
+    (tmp_path / "s.yaml").write_text(f"""
+name: both-ways
+actions:
+  - {{type: START_MOCK, mock: items}}
+  - {{type: HTTP_REQUEST, url: "/api/items/5?tier=gold", expect: {{json: {{"$.id": "5"}}}}}}
+  - {{type: HTTP_REQUEST, url: "{api}/users/5", via: direct, expect: {{status: 200, json: {{"$.id": 5}}}}}}
+  - {{type: HTTP_REQUEST, method: POST, url: "/echo", headers: {{X-A: b}}, body: {{"n": 1}},
+     expect: {{json: {{"$.method": POST}}, body: '"query"'}}}}
+  - {{type: STOP_MOCK, mock: items}}
+""")
+    cli("scenario", "add", str(tmp_path / "s.yaml"), "--db", str(p.db))
+    out = cli("scenario", "run", "both-ways", "--db", str(p.db), "--proxy", p.url)
+    assert "SUCCESS" in out.stdout, out.stdout
+    shown = yaml.safe_load(cli("scenario", "show", "both-ways", "--db", str(p.db)).stdout)
+    assert shown["status"] == "COMPLETED" and len(shown["actions"]) == 5
