@@ -11,6 +11,7 @@ route and field of what is wrong), then written in one transaction that also bum
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -487,6 +488,22 @@ def save(db, mocks: list[Mock], *, replace: bool = False, source: str = "cli",
     lost a mock). A name stored from another source than `source` is never replaced."""
     with _Tx(db) as conn:
         return _save(conn, mocks, replace=replace, source=source, replace_source=replace_source)
+
+
+def save_file(db, mocks: list[Mock], source: str) -> bool:
+    """Save a stubs file's mocks (`save` with replace and replace_source) unless the store
+    already holds this very content for `source`: a second worker, or a restart with the file
+    unchanged, leaves the stored mocks as the CLI and scenarios left them (a mock switched
+    off stays off). False if there was nothing to write."""
+    digest = hashlib.sha256(json.dumps([m.spec() for m in mocks], sort_keys=True).encode()).hexdigest()
+    key = f"stubs_file:{source}"
+    with _Tx(db) as conn:
+        row = conn.execute("select value from meta where key = ?", [key]).fetchone()
+        if row is not None and row[0] == digest:
+            return False
+        _save(conn, mocks, replace=True, source=source, replace_source=True)
+        conn.execute("insert or replace into meta (key, value) values (?, ?)", [key, digest])
+    return True
 
 
 def later(fn, *args, **kw):

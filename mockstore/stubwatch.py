@@ -2,7 +2,8 @@
 
 The stubs a proxy answers with are always the store's: a `mock_stubs` file is saved into the
 store (its mocks with source `file:PATH`), so the CLI, scenarios and every worker see and
-switch them like any other. A proxy answers with the mocks added by the CLI and with those of
+switch them like any other; the file's content is written when it differs from what the
+store holds for it (not again by a second worker or a restart). A proxy answers with the mocks added by the CLI and with those of
 its own stubs file, not with those another file left in the store. The store's `stubs_version` counter says when to read them
 again; `poll` looks at it, and at the file's mtimes, and is meant to run off the event loop
 (a thread), every POLL_INTERVAL: a CLI change reaches the proxy well within a second.
@@ -53,9 +54,9 @@ class StubWatch:
     def _load_file(self) -> None:
         state = stubs.files_state(self.path)
         mocks = stubs.load_path(self.path)
-        stubs.save(self.store.reader(), mocks, replace=True, source=self.source, replace_source=True)
+        written = stubs.save_file(self.store.reader(), mocks, self.source)
         self._file_state = state
-        log.info("mockstore: %d stub mock(s) loaded from %s", len(mocks), self.path)
+        log.info("mockstore: %d stub mock(s) %s from %s", len(mocks), "loaded" if written else "as stored", self.path)
 
     def poll(self) -> bool:
         """Reload the file if it changed and the stubs if the store's changed; True if the

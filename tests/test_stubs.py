@@ -128,3 +128,25 @@ def test_the_stored_rows_and_the_counter(store):
     assert stubs.load(db)[0].response_delay == 250 and stubs.version(db) == 2
     stubs.remove(db, m.id)
     assert stubs.load(db) == [] and db.execute("select count(*) from stub_conditions").fetchone()[0] == 0
+
+
+def test_a_stubs_file_is_written_when_its_content_changes_not_at_every_start(store, tmp_path):
+    from mockstore.stubwatch import StubWatch
+
+    path = tmp_path / "s.yaml"
+    path.write_text("mocks: [{name: m, routes: [{method: GET, path: /a, defaultResponse: {body: one}}]}]\n")
+    first = StubWatch(store, str(path))
+    assert first.index.answer(Request("GET", "h", "/a")).response.body == b"one"
+    stubs.update(store.reader(), "m", status="INACTIVE")  # the CLI, or a scenario
+    second = StubWatch(store, str(path))  # another worker, or a restart: the file is as it was
+    assert second.index is None and [m.status for m in second.mocks] == ["INACTIVE"]
+    path.write_text("mocks: [{name: m, routes: [{method: GET, path: /a, defaultResponse: {body: two}}]}]\n")
+    import os
+
+    os.utime(path, (1, 1))  # a changed mtime, whatever the clock's resolution
+    assert second.poll()
+    assert second.index.answer(Request("GET", "h", "/a")).response.body == b"two"
+    other = tmp_path / "other.yaml"
+    other.write_text("mocks: [{name: o, routes: [{method: GET, path: /o}]}]\n")
+    third = StubWatch(store, str(other))  # a proxy with another file answers only with its own
+    assert [m.name for m in third.mocks] == ["o"] and third.index.answer(Request("GET", "h", "/a")) is None
