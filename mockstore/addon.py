@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from mitmproxy import command, ctx, exceptions, flow, http
 
-from . import chaosrules, drift, flows, options, rebuild, recordings, upstream, vb
+from . import chaosrules, drift, flows, options, rebuild, recordings, stubs, stubwatch, upstream, vb
 from .answer import Answer, Responder
 from .breaker import Breaker
 from .chaos import Chaos, compile_filter
@@ -29,6 +29,7 @@ from .learn import Learner
 from .model import Model
 from .schemas import SchemaModel
 from .store import ReadOnlyStoreError, Store, StoreError, readonly_for, remove_files
+from .stubmatch import SOURCE as STUB
 
 log = logging.getLogger("mockstore")
 
@@ -57,6 +58,9 @@ class MockStore:
         self.db_path: str | None = None
         self.learn_lock = threading.Lock()
         self._persister: asyncio.Task | None = None
+        self.stubs: stubwatch.StubWatch | None = None
+        self.stub_index = None  # the StubIndex while any stub is ACTIVE: one check per request
+        self._stub_watcher: asyncio.Task | None = None
         self._warned: set[str] = set()
         self.upstream_timeout = 10.0
         self.breaker = Breaker()
@@ -94,7 +98,7 @@ class MockStore:
             self.upstream_timeout = checked["mock_upstream_timeout"]
         # read on every flow: kept here, as reading ctx.options costs a few microseconds each
         self._mode, self._max_body, self._chaos_on = o.mock_mode, o.mock_max_body, o.mock_chaos_enabled
-        for module in (drift, chaosrules):
+        for module in (drift, chaosrules, stubwatch):
             try:
                 module.validate_options(o)
             except ValueError as e:
@@ -148,6 +152,12 @@ class MockStore:
             except ValueError as e:
                 raise exceptions.OptionsError(f"mock_chaos: {e}") from None
             self.chaos = Chaos(rules, max_timeout=o.mock_chaos_timeout, error_sample=self._error_sample)
+        if reopened or "mock_stubs" in updated:
+            try:
+                self.stubs = stubwatch.StubWatch(self.store, o.mock_stubs)
+            except (stubs.StubError, StoreError) as e:
+                raise exceptions.OptionsError(f"mock_stubs: {e}") from None
+            self.stub_index = self.stubs.index
         vb_names = {name for name, *_ in vb.OPTIONS}
         if reopened or updated & (vb_names | {"mock_seed"}):
             self._open_vb({name: getattr(o, name) for name in vb_names})
@@ -222,6 +232,8 @@ class MockStore:
     def running(self):
         if self._persister is None:
             self._persister = asyncio.get_running_loop().create_task(self._persist_forever())
+        if self._stub_watcher is None:
+            self._stub_watcher = asyncio.get_running_loop().create_task(self._watch_stubs())
         # Everything alive now (mitmproxy, faker, jsonschema and the rest, the loaded model)
         # stays alive: move it out of the collector's sight. Otherwise each full collection,
         # and mitmproxy's flows make many, walks all of it: ~10% of a learned request's CPU.
@@ -229,8 +241,9 @@ class MockStore:
         gc.freeze()
 
     def done(self):
-        if self._persister is not None:
-            self._persister.cancel()
+        for task in (self._persister, self._stub_watcher):
+            if task is not None:
+                task.cancel()
         self.breaker.close()
         self.close()
 
@@ -293,6 +306,20 @@ class MockStore:
             except Exception:  # never let the timer die
                 log.exception("mockstore: persisting the model failed")
 
+    async def _watch_stubs(self):
+        """Stubs changed in the store (the CLI, a scenario, another worker) or in the stubs
+        file reach this proxy within stubwatch.POLL_INTERVAL; reading them is off the loop."""
+        while True:
+            await asyncio.sleep(stubwatch.POLL_INTERVAL)
+            watch = self.stubs
+            if watch is None:
+                continue
+            try:
+                if await asyncio.to_thread(watch.poll) and watch is self.stubs:
+                    self.stub_index = watch.index
+            except Exception:  # never let the timer die
+                log.exception("mockstore: reading the stubs failed")
+
     # --- hooks -------------------------------------------------------------------------
 
     # mitmproxy awaits what a hook returns if it is awaitable, so the hooks are plain
@@ -312,16 +339,21 @@ class MockStore:
                 elif not wanted:
                     mode = "learn"
             chaos = self.chaos is not None and self._chaos_on and self.chaos.rules.active()
-            if not chaos and (mode == "learn" or _is_upgrade(f)):
+            stub = None
+            if self.stub_index is not None and not _is_upgrade(f):
+                # a stub is what the user asked for: it answers in every mode, learn included
+                found = self.stub_index.routes_for(f.request.method, f.request.path.split("?", 1)[0])
+                stub = found[0] if found else None
+            if stub is None and not chaos and (mode == "learn" or _is_upgrade(f)):
                 return None
         except Exception as e:
             if self._mode in ("mock", "replay"):  # a mock never lets a request through
                 self._fail(f, e)
                 return None
             raise
-        return self._stand_in(f, mode, chaos)
+        return self._stand_in(f, mode, chaos, stub)
 
-    async def _stand_in(self, f: http.HTTPFlow, mode: str, chaos: bool) -> None:
+    async def _stand_in(self, f: http.HTTPFlow, mode: str, chaos: bool, stub=None) -> None:
         """Whatever goes wrong here, a request mockstore is to answer gets an answer: left
         without one, mitmproxy would forward it to the real API (which mock and replay modes
         must never contact), or, in failover, answer with a dead upstream's error page."""
@@ -330,8 +362,11 @@ class MockStore:
                 await self._chaos(f)
                 if f.response is not None or not f.live or f.error:
                     return
-                if mode == "learn" or _is_upgrade(f):
-                    return
+            if stub is not None:
+                await self._stub(f, *stub)
+                return
+            if mode == "learn" or _is_upgrade(f):
+                return
             if mode == "failover":
                 await self._failover(f)
             else:
@@ -405,6 +440,17 @@ class MockStore:
         if answer.endpoint:
             f.metadata[flows.META_KEY]["endpoint"] = answer.endpoint
         return answer
+
+    async def _stub(self, f: http.HTTPFlow, route, values: list[str]) -> None:
+        req, problem = flows.to_request(f.request, self._max_body)
+        if problem:
+            self._warn_once(f"request body: {problem}")
+        answer = route.answer(req, values)
+        if answer.delay_ms > 0:
+            await asyncio.sleep(answer.delay_ms / 1000)
+        which = "default" if answer.condition is None else f"condition #{answer.condition + 1}"
+        flows.respond(f, answer.response, STUB, f"{answer.mock}: {answer.route}, {which}")
+        f.metadata[flows.META_KEY]["stub"] = {"mock": answer.mock, "route": answer.route, "condition": answer.condition}
 
     async def _virtual(self, f: http.HTTPFlow, req: Request, prefix: str, *, body_dropped: bool) -> bool:
         if body_dropped and f.request.raw_content and "content-encoding" not in f.request.headers:
@@ -653,6 +699,54 @@ class MockStore:
         """Remove every chaos rule."""
         self.chaos.rules.clear()
 
+    @command.command("mockstore.stub.list")
+    def stub_list(self) -> Sequence[str]:
+        """The stub mocks: name, status, delay, routes, conditions, where they came from."""
+        return self._stub_watch().describe() or ["no stubs (mockstore stub add FILE, or mock_stubs=FILE)"]
+
+    @command.command("mockstore.stub.add")
+    def stub_add(self, stubs_yaml: str) -> str:
+        """Add stub mocks, written as YAML or JSON as in a stubs file: '{name: items, routes: [{method: GET, path: /items/{id}, defaultResponse: {body: {}}}]}'."""
+        import yaml
+
+        watch = self._stub_watch()
+        try:
+            mocks = stubs.parse(yaml.safe_load(stubs_yaml), "the command")
+        except (stubs.StubError, yaml.YAMLError) as e:
+            raise exceptions.CommandError(str(e)) from None
+        taken = {m.name for m in watch.mocks} & {m.name for m in mocks}
+        if taken:
+            raise exceptions.CommandError(f"mock {sorted(taken)[0]!r}: field 'name' is already used by a stored mock")
+        self.store.submit(stubs.later(stubs.save, mocks, source="command"))
+        return f"{len(mocks)} stub mock(s) added"
+
+    @command.command("mockstore.stub.enable")
+    def stub_enable(self, name: str) -> None:
+        """Make a stub mock ACTIVE."""
+        self._stub_known(name)
+        self.store.submit(stubs.later(stubs.update, name, status="ACTIVE"))
+
+    @command.command("mockstore.stub.disable")
+    def stub_disable(self, name: str) -> None:
+        """Make a stub mock INACTIVE (kept, not answering)."""
+        self._stub_known(name)
+        self.store.submit(stubs.later(stubs.update, name, status="INACTIVE"))
+
+    @command.command("mockstore.stub.rm")
+    def stub_rm(self, name: str) -> None:
+        """Remove a stub mock, its routes and conditions."""
+        self._stub_known(name)
+        self.store.submit(stubs.later(stubs.remove, name))
+
+    def _stub_watch(self) -> stubwatch.StubWatch:
+        if self.stubs is None:
+            raise exceptions.CommandError("no store open (mock_db)")
+        return self.stubs
+
+    def _stub_known(self, name: str) -> None:
+        if not any(m.name == name or m.id == name for m in self._stub_watch().mocks):
+            raise exceptions.CommandError(f"no stub mock {name!r}")
+
     @command.command("mockstore.snapshot")
     def snapshot(self, verb: str, name: str = "") -> str:
         """Virtual backend snapshots: create NAME | list | restore NAME | delete NAME."""
@@ -700,7 +794,7 @@ class _OptionsErrorLine(logging.Filter):
 
 def _declared() -> list[tuple]:
     """Every option mockstore adds: its own (with their choices) and its parts'."""
-    parts = drift.OPTIONS + chaosrules.OPTIONS + vb.OPTIONS
+    parts = drift.OPTIONS + chaosrules.OPTIONS + stubwatch.OPTIONS + vb.OPTIONS
     return options.OPTIONS + [(name, typespec, default, help, None) for name, typespec, default, help in parts]
 
 

@@ -134,6 +134,17 @@ def paths(db: sqlite_utils.Database) -> list[tuple[str, str]]:
     return [(from_column(h), from_column(p)) for h, p in db.execute("select distinct host, path from exchanges")]
 
 
+def of_method(db: sqlite_utils.Database, method: str, host: str | None = None) -> Iterator[Exchange]:
+    """Every recording of one method (on one host, when given: the authority, as the
+    exchanges' `host` column holds it), in recorded order."""
+    sql, params = f"select {_COLUMNS} from exchanges where method = ?", [to_column(method)]
+    if host:
+        sql += " and host = ?"
+        params.append(to_column(host))
+    for row in db.execute(sql + " order by id", params):
+        yield exchange_from_row(*row[1:])
+
+
 def exchange_from_row(ts, scheme, host, port, method, path, query, req_headers, req_body, status,
                       resp_headers, resp_body, duration) -> Exchange:
     scheme = scheme or "http"

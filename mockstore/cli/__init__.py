@@ -1,7 +1,7 @@
 """The `mockstore` command line: each command a thin wrapper over one library call.
 
 Command groups that belong to one part of the library live in their own module here
-(`cli/drift.py`, `cli/chaos.py`, `cli/vb.py`, `cli/files.py`) and add themselves with
+(`cli/drift.py`, `cli/chaos.py`, `cli/vb.py`, `cli/files.py`, `cli/stubs.py`, `cli/scenarios.py`) and add themselves with
 `register(cli)`.
 
 Only click and the standard library are imported at the top of these modules: `mockstore
@@ -255,7 +255,7 @@ def _round(v):
     return None if v is None else round(v, 1)
 
 
-from . import chaos, drift, files, vb  # noqa: E402  (they need `cli` above)
+from . import chaos, drift, files, scenarios, stubs, vb  # noqa: E402  (they need `cli` above)
 
-for _module in (files, drift, chaos, vb):
+for _module in (files, drift, chaos, stubs, scenarios, vb):
     _module.register(cli)
