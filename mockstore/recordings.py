@@ -166,7 +166,9 @@ def exchange_from_row(ts, scheme, host, port, method, path, query, req_headers, 
 
 
 def response_from_row(status: int, headers: str, body: bytes | None) -> Response:
-    return Response(status, [(k, v) for k, v in _json_list(headers)], body or b"")
+    """A stored response to answer with; a damaged row raises (the answer is then an error
+    saying so, not a response without its headers)."""
+    return Response(status, [(k, v) for k, v in json.loads(headers or "[]")], body or b"")
 
 
 def _json_list(text) -> list:
