@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from mitmproxy import command, ctx, exceptions, flow, http
 
-from . import chaosrules, drift, flows, rebuild, upstream, vb
+from . import changes, chaosrules, drift, flows, rebuild, upstream, vb
 from .answer import Answer, Responder
 from .chaos import Chaos, compile_filter
 from .exchange import Request
@@ -51,6 +51,7 @@ class MockStore:
         self.db_path: str | None = None
         self.learn_lock = threading.Lock()
         self._persister: asyncio.Task | None = None
+        self.watch: changes.Watch | None = None
         self._warned: set[str] = set()
         self.upstream_timeout = 10.0
         self._mode, self._max_body, self._chaos_on = "learn", 1024 * 1024, True
@@ -114,6 +115,12 @@ class MockStore:
         vb_names = {name for name, *_ in vb.OPTIONS}
         if reopened or updated & (vb_names | {"mock_seed"}):
             self._open_vb({name: getattr(o, name) for name in vb_names})
+        if reopened:
+            self.watch = changes.Watch(self.store.reader(), {
+                "chaos": lambda db: self.chaos.rules.read_stored(db) if self.chaos else None,
+                "vb": lambda db: self.vb.reload() if self.vb else None,
+                "mode": lambda db: changes.get_setting(db, "mode"),
+            })
 
     def _open(self, path: str, slot: int) -> None:
         try:
@@ -200,6 +207,11 @@ class MockStore:
         if self.model is not None and self.store is not None:
             self.catch_up()
             self.store.submit(self.model.persist())
+            if self.chaos is not None:
+                self.chaos.rules.flush_counters()  # `chaos list` is at most a second behind
+            if self.watch is not None:
+                self.take_changes()
+                self.watch.schedule(self.store)
             # other workers' alerts and resolutions, ours to them; an acceptance changes the
             # model: not while a worker thread learns (then at the next tick)
             if self.drift is not None and self.learn_lock.acquire(blocking=False):
@@ -207,6 +219,18 @@ class MockStore:
                     self.drift.sync()
                 finally:
                     self.learn_lock.release()
+
+    def take_changes(self) -> None:
+        """What another process changed in the store (the CLI, the admin API served by
+        another worker), read on the writer thread at the last tick (`mockstore.changes`)."""
+        for concern, value in self.watch.take():
+            if concern == "chaos" and value is not None and self.chaos is not None:
+                self.chaos.rules.apply_stored(value)
+            elif concern == "mode" and value in MODES and value != self._mode:
+                ctx.options.update(mock_mode=value)
+                log.info(f"mockstore: mode {value} (changed on the store)")
+            elif concern == "vb":
+                log.info("mockstore: virtual data changed on the store (snapshot restore or reset)")
 
     def catch_up(self) -> None:
         """Count and record what was learned again since the last time (`Learner.catch_up`):

@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 import yaml
 
+from mockstore import changes
 from mockstore.store import Store, register_tables
 
 log = logging.getLogger("mockstore.chaos")
@@ -476,17 +477,20 @@ class ChaosRules:
             db.execute("update chaos_rules set applied = applied + ?, skipped = skipped + ? where id = ?",
                        [a, s, rid])
             for rid, (a, s) in deltas.items()
-        ])
+        ], counters=True)
 
     # --- the store ------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Read rules and the switch from the store (e.g. after a CLI change)."""
-        if self.store is None:
-            return
-        db = self.store.reader()
+        if self.store is not None:
+            self.apply_stored(self.read_stored(self.store.reader()))
+
+    def read_stored(self, db) -> tuple[bool, list[Rule]]:
+        """The switch and the rules as the store has them (any thread: a running proxy reads
+        them on its writer thread when `changes` says another process changed them)."""
         row = db.execute("select value from chaos_state where key = 'enabled'").fetchone()
-        self._enabled = row is None or row[0] != "0"
+        enabled = row is None or row[0] != "0"
         rules = []
         for rid, source, spec, applied, skipped in db.execute(
             "select id, source, spec, applied, skipped from chaos_rules order by position, id"
@@ -500,6 +504,17 @@ class ChaosRules:
             r.id, r.source = rid, source or "cli"
             r.applied, r.skipped = applied or 0, skipped or 0
             rules.append(r)
+        return enabled, rules
+
+    def apply_stored(self, stored: tuple[bool, list[Rule]]) -> None:
+        """Take what `read_stored` read; counts not handed to the store yet stay counted."""
+        enabled, rules = stored
+        with self._lock:
+            for r in rules:
+                a, s = self._deltas.get(r.id, (0, 0))
+                r.applied += a
+                r.skipped += s
+        self._enabled = enabled
         self._rules = rules
 
     def _save(self, rules: list[Rule]) -> None:
@@ -514,7 +529,13 @@ class ChaosRules:
             for row in rows
         ])
 
-    def _submit(self, write) -> None:
-        if self.store is not None:
+    def _submit(self, write, *, counters: bool = False) -> None:
+        """Queue a write; a change of the rules or the switch (not of counters) is counted in
+        the store, so that every process sharing it reloads them (`mockstore.changes`)."""
+        if self.store is None:
+            return
+        if counters:
             self.store.submit(write)
+        else:
+            self.store.submit(lambda db: (write(db), changes.bump(db, "chaos")))
 

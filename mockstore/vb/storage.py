@@ -60,6 +60,9 @@ class Storage:
     def transaction(self) -> Iterator[None]:
         yield
 
+    def reload(self) -> None:
+        """Read again what another process may have written (nothing kept: nothing to do)."""
+
     def close(self) -> None:
         pass
 
@@ -106,6 +109,10 @@ class JsonStorage(MemoryStorage):
         self.path = Path(path)
         self._depth = 0
         self._dirty = False
+        self.reload()
+
+    def reload(self) -> None:
+        self.data, self.meta = {}, {}
         if self.path.exists():
             try:
                 data = json.loads(self.path.read_text("utf-8"))
@@ -117,8 +124,6 @@ class JsonStorage(MemoryStorage):
                 for resource, rows in (tables or {}).items():
                     self.data.setdefault(ns, {})[resource] = dict(rows or {})
             self.meta = data.get("meta", {})
-        else:
-            self.meta = {}
 
     @contextlib.contextmanager
     def transaction(self):
