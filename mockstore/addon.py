@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from mitmproxy import command, ctx, exceptions, flow, http
 
-from . import changes, chaosrules, drift, flows, rebuild, upstream, vb
+from . import changes, chaosrules, control, drift, flows, rebuild, upstream, vb
 from .answer import Answer, Responder
 from .chaos import Chaos, compile_filter
 from .exchange import Request
@@ -431,15 +431,28 @@ class MockStore:
 
     # --- commands ----------------------------------------------------------------------
 
+    def controls(self) -> control.Control:
+        """The controls (`mockstore.control`) on this proxy's live objects."""
+        if self.store is None:
+            raise exceptions.CommandError("mockstore has no store open")
+        return control.Control(
+            self.store, model=self.model, drift=self.drift, chaos=self.chaos.rules if self.chaos else None,
+            vb=self.vb, get_mode=lambda: self._mode, set_mode=lambda m: ctx.options.update(mock_mode=m),
+            source="command",
+        )
+
+    def _command(self, fn):
+        try:
+            return fn(self.controls())
+        except control.ControlError as e:
+            raise exceptions.CommandError(str(e)) from None
+
     @command.command("mockstore.endpoints")
     def endpoints(self) -> Sequence[str]:
         """The learned endpoints: template, count, p50/p95 latency, status mix."""
         self.catch_up()
-        out = []
-        for ep in sorted(self.model.endpoints.values(), key=lambda e: e.id):
-            s = ep.stats
-            out.append(f"{ep.id}  n={s.count} p50={s.percentile(50) or 0:.1f}ms p95={s.percentile(95) or 0:.1f}ms statuses={dict(s.statuses)}")
-        return out
+        return [f"{e['id']}  n={e['count']} p50={e['p50_ms'] or 0:.1f}ms p95={e['p95_ms'] or 0:.1f}ms "
+                f"statuses={e['statuses']}" for e in sorted(self._command(lambda c: c.endpoints()), key=lambda e: e["id"])]
 
     @command.command("mockstore.flush")
     def flush(self) -> None:
@@ -454,8 +467,8 @@ class MockStore:
 
     @command.command("mockstore.mode")
     def mode(self, mode: str) -> None:
-        """Switch the mode: learn | mock | failover | replay."""
-        ctx.options.update(mock_mode=mode)
+        """Switch the mode: learn | mock | failover | replay (every worker on the store follows)."""
+        self._command(lambda c: c.set_mode(mode))
 
     @command.command("mockstore.drift")
     def drift_alerts(self) -> Sequence[str]:
@@ -463,18 +476,15 @@ class MockStore:
         if self.drift is None:
             return ["drift watching is off (mock_drift=false)"]
         return [
-            f"#{a.id or 'new'} {a.endpoint} score={a.score} x{a.count}: {a.summary}"
-            for a in self.drift.alerts(unresolved=True)
+            f"#{a['id'] or 'new'} {a['endpoint']} score={a['score']} x{a['count']}: {a['summary']}"
+            for a in self._command(lambda c: c.drift_alerts(unresolved_only=True))
         ]
 
     @command.command("mockstore.resolve")
     def resolve(self, alert_id: int, accept: bool = True) -> str:
         """Resolve a drift alert; accept=true takes the new shape into the baseline."""
-        try:
-            a = self.drift.resolve(alert_id, accept=accept)
-        except (drift.DriftError, AttributeError) as e:
-            raise exceptions.CommandError(str(e)) from None
-        return f"#{a.id} resolved ({a.resolution})"
+        a = self._command(lambda c: c.resolve(alert_id, accept=accept))
+        return f"#{a['id']} resolved ({a['resolution']})"
 
     @command.command("mockstore.chaos.add")
     def chaos_add(self, rule_yaml: str) -> str:
@@ -482,29 +492,56 @@ class MockStore:
         import yaml
 
         try:
-            rule = self.chaos.rules.add(yaml.safe_load(rule_yaml), source="command")
-        except (ValueError, yaml.YAMLError) as e:
-            raise exceptions.CommandError(str(e)) from None
-        return f"chaos rule {rule.id} added"
+            spec = yaml.safe_load(rule_yaml)
+        except yaml.YAMLError as e:
+            raise exceptions.CommandError(f"the chaos rule is not valid YAML: {e}") from None
+        rule = self._command(lambda c: c.chaos_add(spec))
+        return f"chaos rule {rule['id']} added"
+
+    @command.command("mockstore.chaos.rm")
+    def chaos_rm(self, rule_id: str) -> str:
+        """Remove one chaos rule."""
+        self._command(lambda c: c.chaos_remove(rule_id))
+        return f"chaos rule {rule_id} removed"
+
+    @command.command("mockstore.chaos.enable")
+    def chaos_enable(self, on: bool = True, rule_id: str = "") -> str:
+        """Switch chaos on or off: all of it, or one rule (its id)."""
+        if rule_id:
+            self._command(lambda c: c.chaos_rule_enabled(rule_id, on))
+            return f"chaos rule {rule_id} {'enabled' if on else 'disabled'}"
+        self._command(lambda c: c.chaos_enabled(on))
+        return f"chaos {'enabled' if on else 'disabled'}"
 
     @command.command("mockstore.chaos.clear")
     def chaos_clear(self) -> None:
         """Remove every chaos rule."""
-        self.chaos.rules.clear()
+        self._command(lambda c: c.chaos_clear())
 
     @command.command("mockstore.snapshot")
     def snapshot(self, verb: str, name: str = "") -> str:
         """Virtual backend snapshots: create NAME | list | restore NAME | delete NAME."""
-        if self.vb is None:
-            raise exceptions.CommandError("no virtual backend configured (mock_spec / mock_entities)")
-        return self.vb.command(f"snapshot.{verb}", *([name] if name else []))
+        if verb == "list":
+            return "\n".join(f"{s['name']}\t{s['rows']} rows\t{s['description']}"
+                             for s in self._command(lambda c: c.read_snapshots())) or "no snapshots"
+        if verb not in ("create", "restore", "delete"):
+            raise exceptions.CommandError(f"unknown snapshot verb {verb!r}: create | list | restore | delete")
+        if not name:
+            raise exceptions.CommandError(f"snapshot {verb}: a snapshot name is required")
+        if verb == "create":
+            s = self._command(lambda c: c.snapshot_create(name))
+            return f"snapshot {s['name']!r} created ({s['rows']} rows)"
+        if verb == "restore":
+            self._command(lambda c: c.snapshot_restore(name))
+            return f"snapshot {name!r} restored"
+        self._command(lambda c: c.snapshot_delete(name))
+        return f"snapshot {name!r} deleted"
 
     @command.command("mockstore.reset")
     def reset(self) -> str:
         """Virtual backend: back to the seeded state."""
-        if self.vb is None:
-            raise exceptions.CommandError("no virtual backend configured (mock_spec / mock_entities)")
-        return self.vb.command("reset")
+        self._command(lambda c: c.reset())
+        return "virtual data reset to the seeded state"
 
     @command.command("mockstore.source")
     def source(self, flows_: Sequence[flow.Flow]) -> Sequence[str]:

@@ -47,7 +47,7 @@ EFFECTS: dict[str, set[str]] = {
     "timeout": {"seconds"},
 }
 COMMON = {"id", "description", "method", "endpoint", "template", "host", "filter", "probability",
-          "effect"}
+          "effect", "enabled"}
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "*"}
 _LEARNED = re.compile(
     r"^\s*(p\d{1,2}(?:\.\d+)?|p100|mean|median|max|min)\s*(?:[x*×]\s*(\d+(?:\.\d+)?))?\s*$", re.I
@@ -87,7 +87,8 @@ class Rule:
     filter: str | None = None
     params: dict = field(default_factory=dict)
     description: str | None = None
-    source: str = "cli"  # cli | file | command
+    enabled: bool = True  # a rule switched off is kept, with its counters, and never fires
+    source: str = "cli"  # cli | file | command | api
     applied: int = 0
     skipped: int = 0
 
@@ -100,10 +101,13 @@ class Rule:
         d["probability"] = self.probability
         d["effect"] = self.effect
         d.update(self.params)
+        if not self.enabled:
+            d["enabled"] = False
         return d
 
     def to_dict(self) -> dict:
-        return {**self.spec(), "source": self.source, "applied": self.applied, "skipped": self.skipped}
+        return {**self.spec(), "enabled": self.enabled, "source": self.source, "applied": self.applied,
+                "skipped": self.skipped, "describe": self.describe()}
 
     def matches(self, method: str, template: str | None, path: str, host: str) -> bool:
         """Method, endpoint template (or, when the endpoint is unknown, the path) and host.
@@ -192,6 +196,9 @@ def validate(raw: Any, *, name: str | None = None,
     host = raw.get("host")
     if host is not None and (not isinstance(host, str) or not host):
         raise bad("host", f"must be a host name (globs allowed), got {host!r}")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise bad("enabled", f"must be true or false, got {enabled!r}")
     flt = raw.get("filter")
     if flt is not None:
         if not isinstance(flt, str) or not flt.strip():
@@ -208,7 +215,7 @@ def validate(raw: Any, *, name: str | None = None,
     return Rule(
         id=str(rid) if rid is not None else "", effect=effect, probability=float(prob),
         method=method, template=template, host=host, filter=flt, params=params,
-        description=str(desc) if desc is not None else None,
+        description=str(desc) if desc is not None else None, enabled=enabled,
     )
 
 
@@ -327,7 +334,7 @@ class ChaosRules:
         if it is due): the per-flow check that nearly always says no."""
         if self.path is not None:
             self.reload_if_changed()
-        return self._enabled and bool(self._rules)
+        return self._enabled and any(r.enabled for r in self._rules)
 
     @property
     def rules(self) -> list[Rule]:
@@ -352,6 +359,25 @@ class ChaosRules:
             raise ChaosRuleError(f"chaos rule {new.id!r}: field 'id' is already used by another rule")
         new.source = source
         self._rules.append(new)
+        self._save([new])
+        return new
+
+    def replace(self, rule_id: str, rule: dict, *, source: str = "cli") -> Rule:
+        """A new definition for a rule, in its place; its counters stay."""
+        old = self.get(rule_id)
+        new = validate({**rule, "id": old.id}, name=f"chaos rule {old.id!r}", filter_compiler=self.filter_compiler)
+        new.source, new.applied, new.skipped = source, old.applied, old.skipped
+        self._rules = [new if r is old else r for r in self._rules]
+        self._save([new])
+        return new
+
+    def set_enabled(self, rule_id: str, on: bool) -> Rule:
+        """Switch one rule on or off (the switch of all of them is `enabled`)."""
+        old = self.get(rule_id)
+        new = validate({**old.spec(), "enabled": bool(on)}, name=f"chaos rule {old.id!r}",
+                       filter_compiler=self.filter_compiler)
+        new.source, new.applied, new.skipped = old.source, old.applied, old.skipped
+        self._rules = [new if r is old else r for r in self._rules]
         self._save([new])
         return new
 

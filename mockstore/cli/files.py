@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import sys
 
 import click
 
-from .. import har, imports, openapi
+from .. import imports, openapi
 from ..model import Model
-from ..sqltext import from_column
-from ..store import StoreError, connect
-from . import db_option, load_model, open_store
+from . import _control, db_option, open_store
 
 
 def register(cli: click.Group) -> None:
@@ -101,15 +98,7 @@ def export_openapi(db_path, output, fmt, title, api_version):
       mockstore export-openapi -o api.yaml
       mockstore export-openapi -o - --format json --db api.db | jq .paths
     """
-    model = load_model(db_path)
-    db = connect(db_path, readonly=True)
-    try:
-        schemes = {from_column(h): s for h, s in db.execute("select distinct host, scheme from exchanges")}
-        seen = [(from_column(h), from_column(p)) for h, p in db.execute("select distinct host, path from exchanges")]
-    except (StoreError, sqlite3.DatabaseError) as e:
-        raise click.ClickException(f"cannot read the store {db_path}: {e}") from None
-    doc = openapi.to_openapi(model, title=title, version=api_version, schemes=schemes, seen_paths=seen)
-    db.conn.close()
+    doc = _control(db_path, lambda c: c.openapi(c.read_openapi_inputs(), title=title, version=api_version))
     if fmt is None:
         fmt = "json" if getattr(output, "name", "").endswith(".json") else "yaml"
     if fmt == "json":
@@ -134,14 +123,7 @@ def export_har(db_path, output):
       mockstore export-har -o recorded.har
       mockstore export-har -o - --db api.db | jq '.log.entries | length'
     """
-    if not os.path.exists(db_path):
-        raise click.ClickException(f"no store at {db_path}: learn some traffic first (mockstore serve)")
-    try:
-        db = connect(db_path, readonly=True)
-        n = har.write_har(har.exchanges_from_store(db), output)
-    except (StoreError, sqlite3.DatabaseError) as e:
-        raise click.ClickException(f"cannot read the store {db_path}: {e}") from None
-    db.conn.close()
+    n = _control(db_path, lambda c: c.read_har(output))
     if output.name != "<stdout>":
         click.echo(f"wrote {n} exchanges to {output.name}")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import yaml
 
+from mockstore.control import Control
 from mockstore.vb import VirtualBackend, build_model
 from mockstore.vb.entities import entity_yaml
 from mockstore.vb.model import ModelError
@@ -180,7 +181,7 @@ def register(cli: click.Group) -> None:
         Example: mockstore reset --spec petstore.yaml
         """
         with _backend(db, spec, entities, learned, storage, vb_file, seed) as vb:
-            vb.reset()
+            Control(None, vb=vb).reset()
         click.echo("virtual data reset")
 
     @cli.group()
@@ -198,7 +199,7 @@ def register(cli: click.Group) -> None:
         Example: mockstore snapshot create before-tests --description "clean" --spec petstore.yaml
         """
         with _backend(db, spec, entities, learned, storage, vb_file, seed) as vb:
-            s = vb.snapshot_create(name, description)
+            s = Control(None, vb=vb).snapshot_create(name, description)
         click.echo(f"snapshot {s['name']!r} created ({s['rows']} rows)")
 
     @snapshot.command("list")
@@ -221,7 +222,7 @@ def register(cli: click.Group) -> None:
         Example: mockstore snapshot restore before-tests --spec petstore.yaml
         """
         with _backend(db, spec, entities, learned, storage, vb_file, seed) as vb:
-            vb.snapshot_restore(name)
+            Control(None, vb=vb).snapshot_restore(name)
         click.echo(f"snapshot {name!r} restored")
 
     @snapshot.command("delete")
