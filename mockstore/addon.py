@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from mitmproxy import command, ctx, exceptions, flow, http
 
-from . import changes, chaosrules, control, drift, flows, rebuild, upstream, vb
+from . import admin, changes, chaosrules, control, drift, flows, rebuild, upstream, vb
 from .answer import Answer, Responder
 from .chaos import Chaos, compile_filter
 from .exchange import Request
@@ -52,6 +52,8 @@ class MockStore:
         self.learn_lock = threading.Lock()
         self._persister: asyncio.Task | None = None
         self.watch: changes.Watch | None = None
+        self.admin = None  # mockstore.admin.api.AdminServer, once it listens
+        self._admin_bind: tuple[str, int] | None = None
         self._warned: set[str] = set()
         self.upstream_timeout = 10.0
         self._mode, self._max_body, self._chaos_on = "learn", 1024 * 1024, True
@@ -67,7 +69,7 @@ class MockStore:
         loader.add_option("mock_max_body", int, 1024 * 1024, "Bytes of a body learned and recorded; larger bodies pass through unlearned.")
         loader.add_option("mock_upstream_timeout", str, "10", "Seconds to wait for the real API in failover mode before answering from mockstore.")
         loader.add_option("mock_worker", int, 0, "Worker slot (0-15) when several proxy processes share one store.")
-        for name, typespec, default, help in drift.OPTIONS + chaosrules.OPTIONS + vb.OPTIONS:
+        for name, typespec, default, help in drift.OPTIONS + chaosrules.OPTIONS + vb.OPTIONS + admin.OPTIONS:
             loader.add_option(name, typespec, default, help)
 
     def configure(self, updated):
@@ -89,6 +91,12 @@ class MockStore:
                 module.validate_options(o)
             except ValueError as e:
                 raise exceptions.OptionsError(str(e)) from None
+        try:
+            self._admin_bind = admin.validate_options(o)
+        except ValueError as e:
+            raise exceptions.OptionsError(str(e)) from None
+        if "mock_mode" in updated and self.admin is not None:
+            self.admin.publish({"type": "mode", "mode": o.mock_mode, "time": time.time()})
         reopened = "mock_db" in updated and o.mock_db != self.db_path
         if reopened:
             self._open(o.mock_db, o.mock_worker)
@@ -181,15 +189,32 @@ class MockStore:
     def running(self):
         if self._persister is None:
             self._persister = asyncio.get_running_loop().create_task(self._persist_forever())
+        if self.admin is None and self._admin_bind is not None and ctx.options.mock_worker == 0:
+            self._start_admin(*self._admin_bind)
         # Everything alive now (mitmproxy, faker, jsonschema and the rest, the loaded model)
         # stays alive: move it out of the collector's sight. Otherwise each full collection,
         # and mitmproxy's flows make many, walks all of it: ~10% of a learned request's CPU.
         gc.collect()
         gc.freeze()
 
+    def _start_admin(self, host: str, port: int) -> None:
+        """The admin API and dashboard (`mockstore.admin`): one per store's pool, by worker 0."""
+        from .admin.api import AdminServer
+
+        o = ctx.options
+        token = o.mock_admin_token or admin.store_token(self.store.reader())
+        listen = o.listen_host if "listen_host" in o and o.listen_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        port_ = o.listen_port if "listen_port" in o and o.listen_port else 8080
+        server = AdminServer(lambda: self.controls(source="api"))
+        if server.start(host, port, token, f"http://{listen}:{port_}"):
+            self.admin = server
+
     def done(self):
         if self._persister is not None:
             self._persister.cancel()
+        if self.admin is not None:
+            self.admin.stop()
+            self.admin = None
         self.close()
 
     def close(self) -> None:
@@ -363,6 +388,8 @@ class MockStore:
         meta = f.metadata.get(flows.META_KEY)
         failed_over = meta is not None and meta.get("forwarded") and f.response.status_code >= 500
         if when is None and fault is None and not failed_over:
+            if self.admin is not None and self.admin.hub.subscribers:
+                self._publish(f)
             return None
         return self._response(f, fault, when, fingerprint, failed_over)
 
@@ -373,6 +400,25 @@ class MockStore:
             await self._answer(f, prefix="failover-", note=f"upstream answered {f.response.status_code}", avoid_errors=True)
         if fault is not None:
             self.chaos.apply_response(f, fault)
+        if self.admin is not None and self.admin.hub.subscribers:
+            self._publish(f)
+
+    def _publish(self, f: http.HTTPFlow) -> None:
+        """The exchange, to the dashboards watching (`mockstore.admin.stream`)."""
+        r, resp = f.request, f.response
+        meta = f.metadata.get(flows.META_KEY) or {}
+        source = "chaos" if "chaos" in meta else meta.get("source") or ("forwarded" if meta.get("forwarded") else "real")
+        path = r.path.split("?", 1)[0]
+        template = None
+        if self.model is not None:
+            ep, _ = self.model.find_endpoint(r.method, flows.authority(r), path)
+            template = ep.template if ep is not None else None
+        end = resp.timestamp_end or time.time()
+        self.admin.publish({
+            "type": "exchange", "time": r.timestamp_start, "method": r.method, "host": r.pretty_host, "path": r.path,
+            "template": template, "status": resp.status_code, "source": source,
+            "latency_ms": round((end - r.timestamp_start) * 1000, 2), "drift": "drift" in meta,
+        })
 
     def error(self, f: http.HTTPFlow) -> None:
         self.faults.pop(f.id, None)
@@ -417,6 +463,8 @@ class MockStore:
             learned = await asyncio.to_thread(self._learn_locked, ex, problem is None, fingerprint)
         for alert in learned.alerts:
             flows.note(f, "drift", f"{alert.kind} drift, score {alert.score}: {alert.summary}")
+            if self.admin is not None and self.admin.hub.subscribers:
+                self.admin.publish({"type": "drift", "time": time.time(), **alert.to_dict()})
             log.warning(f"mockstore drift: {learned.endpoint.id}: {alert.summary} (alert {alert.id or 'new'}, seen {alert.count}x)")
 
     def _learn_locked(self, ex, record_body: bool, fingerprint):
@@ -431,14 +479,14 @@ class MockStore:
 
     # --- commands ----------------------------------------------------------------------
 
-    def controls(self) -> control.Control:
+    def controls(self, source: str = "command") -> control.Control:
         """The controls (`mockstore.control`) on this proxy's live objects."""
         if self.store is None:
             raise exceptions.CommandError("mockstore has no store open")
         return control.Control(
             self.store, model=self.model, drift=self.drift, chaos=self.chaos.rules if self.chaos else None,
             vb=self.vb, get_mode=lambda: self._mode, set_mode=lambda m: ctx.options.update(mock_mode=m),
-            source="command",
+            source=source,
         )
 
     def _command(self, fn):

@@ -137,12 +137,21 @@ class Control:
         return value
 
     def read_samples(self, endpoint: dict, limit: int = 5) -> list[dict]:
-        """The last recorded exchanges of an endpoint (a summary from `endpoint`)."""
-        rows = self.store.reader().execute(
-            "select id from exchanges where host = ? and method = ? and template = ? order by id desc limit ?",
-            [to_column(endpoint["host"]), to_column(endpoint["method"]), to_column(endpoint["template"]), limit],
-        ).fetchall()
-        return [recordings.summary(self.store.reader(), rid, bodies=True) for (rid,) in rows]
+        """The last recorded exchanges of an endpoint (a summary from `endpoint`). A row keeps
+        the template known when it was recorded (maybe still the literal path), so the rows
+        of its host and method are matched against the endpoint as it is now."""
+        db = self.store.reader()
+        found = []
+        for rid, path in db.execute(
+            "select id, path from exchanges where host = ? and method = ? order by id desc limit 2000",
+            [to_column(endpoint["host"]), to_column(endpoint["method"])],
+        ):
+            ep, _ = self.model.find_endpoint(endpoint["method"], endpoint["host"], from_column(path) or "/")
+            if ep is not None and ep.id == endpoint["id"]:
+                found.append(recordings.summary(db, rid, bodies=True))
+                if len(found) >= limit:
+                    break
+        return found
 
     def drift_stats(self, text: str) -> dict:
         ep = self.find_endpoint(text)

@@ -39,7 +39,7 @@ class Served:
     """`mitmdump -s addons/mockstore.py` or `mockstore serve --workers N`; output in a file."""
 
     def __init__(self, runner: str, db: Path, confdir: Path, log: Path, *, upstream: str = "",
-                 workers: int = 2, options: dict | None = None, admin: str | None = None,
+                 workers: int = 2, options: dict | None = None, admin: str | None = "off",
                  env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
