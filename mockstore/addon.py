@@ -52,6 +52,7 @@ class MockStore:
         self.learn_lock = threading.Lock()
         self._persister: asyncio.Task | None = None
         self.watch: changes.Watch | None = None
+        self._mode_generation = 0  # this process's own mode switches (see changes.Watch)
         self.admin = None  # mockstore.admin.api.AdminServer, once it listens
         self._admin_bind: tuple[str, int] | None = None
         self._warned: set[str] = set()
@@ -128,6 +129,9 @@ class MockStore:
                 "chaos": lambda db: self.chaos.rules.read_stored(db) if self.chaos else None,
                 "vb": lambda db: self.vb.reload() if self.vb else None,
                 "mode": lambda db: changes.get_setting(db, "mode"),
+            }, {
+                "chaos": lambda: self.chaos.rules.generation if self.chaos else 0,
+                "mode": lambda: self._mode_generation,
             })
 
     def _open(self, path: str, slot: int) -> None:
@@ -409,13 +413,13 @@ class MockStore:
         meta = f.metadata.get(flows.META_KEY) or {}
         source = "chaos" if "chaos" in meta else meta.get("source") or ("forwarded" if meta.get("forwarded") else "real")
         path = r.path.split("?", 1)[0]
-        template = None
+        template, host = None, flows.authority(r)
         if self.model is not None:
-            ep, _ = self.model.find_endpoint(r.method, flows.authority(r), path)
+            ep, _ = self.model.find_endpoint(r.method, host, path)
             template = ep.template if ep is not None else None
         end = resp.timestamp_end or time.time()
         self.admin.publish({
-            "type": "exchange", "time": r.timestamp_start, "method": r.method, "host": r.pretty_host, "path": r.path,
+            "type": "exchange", "time": r.timestamp_start, "method": r.method, "host": host, "path": r.path,
             "template": template, "status": resp.status_code, "source": source,
             "latency_ms": round((end - r.timestamp_start) * 1000, 2), "drift": "drift" in meta,
         })
@@ -485,9 +489,12 @@ class MockStore:
             raise exceptions.CommandError("mockstore has no store open")
         return control.Control(
             self.store, model=self.model, drift=self.drift, chaos=self.chaos.rules if self.chaos else None,
-            vb=self.vb, get_mode=lambda: self._mode, set_mode=lambda m: ctx.options.update(mock_mode=m),
-            source=source,
+            vb=self.vb, get_mode=lambda: self._mode, set_mode=self._set_mode, source=source,
         )
+
+    def _set_mode(self, mode: str) -> None:
+        self._mode_generation += 1
+        ctx.options.update(mock_mode=mode)
 
     def _command(self, fn):
         try:

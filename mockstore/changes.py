@@ -49,32 +49,45 @@ class Watch:
     """One process's view of the counters. `look` runs on the writer thread: for each concern
     whose counter moved it calls that concern's reader there (its store reads stay off the
     event loop) and queues (concern, what the reader returned); `take` hands them to the loop.
+
+    A process's own changes bump the counters too. A look that was queued before one of them
+    may read the store as it was before it, so `take` drops a concern's result if this process
+    changed that concern since the look was queued (`generations`: a number per concern that
+    the process raises at each change of its own); the bump of that change brings a new look.
     """
 
-    def __init__(self, db, readers: dict[str, Callable]):
+    def __init__(self, db, readers: dict[str, Callable], generations: dict[str, Callable[[], int]] | None = None):
         self.readers = readers
+        self.generations = generations or {}
         self.seen = read(db)  # what is in the store now is what this process starts from
-        self.results: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
+        self.results: queue.SimpleQueue[tuple[str, object, dict]] = queue.SimpleQueue()
         self._pending = False
 
-    def look(self, db) -> None:
+    def _generations(self) -> dict[str, int]:
+        return {c: g() for c, g in self.generations.items()}
+
+    def look(self, db, asked: dict[str, int] | None = None) -> None:
         self._pending = False
         now = read(db)
         for concern, reader in self.readers.items():
             if now.get(concern, 0) != self.seen.get(concern, 0):
                 self.seen[concern] = now.get(concern, 0)
-                self.results.put((concern, reader(db)))
+                self.results.put((concern, reader(db), asked or {}))
 
     def schedule(self, store) -> None:
         """Have the writer thread look (once, however often the loop asks before it did)."""
         if not self._pending:
             self._pending = True
-            store.submit(self.look)
+            asked = self._generations()
+            store.submit(lambda db: self.look(db, asked))
 
     def take(self) -> list[tuple[str, object]]:
         out = []
+        now = self._generations()
         while True:
             try:
-                out.append(self.results.get_nowait())
+                concern, value, asked = self.results.get_nowait()
             except queue.Empty:
                 return out
+            if asked.get(concern) == now.get(concern):
+                out.append((concern, value))

@@ -304,6 +304,7 @@ class ChaosRules:
         self._deltas: dict[str, list[int]] = {}  # rule id -> [applied, skipped] not yet stored
         self._lock = threading.Lock()
         self._last_counter_flush = time.monotonic()
+        self.generation = 0  # this process's changes of rules or switch (see changes.Watch)
         self.path: Path | None = None
         self._mtime: float | None = None
         self._last_look = 0.0
@@ -533,13 +534,19 @@ class ChaosRules:
         return enabled, rules
 
     def apply_stored(self, stored: tuple[bool, list[Rule]]) -> None:
-        """Take what `read_stored` read; counts not handed to the store yet stay counted."""
+        """Take what `read_stored` read. Counts not in the store yet stay counted: those not
+        handed to it, and those handed but not committed when it was read (the counts only
+        grow, so the larger of the two is the later)."""
         enabled, rules = stored
+        mine = {r.id: r for r in self._rules}
         with self._lock:
             for r in rules:
                 a, s = self._deltas.get(r.id, (0, 0))
                 r.applied += a
                 r.skipped += s
+                if r.id in mine:
+                    r.applied = max(r.applied, mine[r.id].applied)
+                    r.skipped = max(r.skipped, mine[r.id].skipped)
         self._enabled = enabled
         self._rules = rules
 
@@ -563,5 +570,6 @@ class ChaosRules:
         if counters:
             self.store.submit(write)
         else:
+            self.generation += 1
             self.store.submit(lambda db: (write(db), changes.bump(db, "chaos")))
 

@@ -304,7 +304,8 @@ class Index(Access, tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; "
                                                    "img-src 'self' data:; style-src 'self' 'unsafe-inline'")
-        self.render(str(STATIC / page))
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish((STATIC / page).read_bytes())
 
 
 class Static(Access, tornado.web.StaticFileHandler):
