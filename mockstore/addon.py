@@ -54,6 +54,7 @@ class MockStore:
         self.watch: changes.Watch | None = None
         self._mode_generation = 0  # this process's own mode switches (see changes.Watch)
         self.admin = None  # mockstore.admin.api.AdminServer, once it listens
+        self.relay = None  # mockstore.admin.relay.RelayClient: another worker's dashboard watches
         self._admin_bind: tuple[str, int] | None = None
         self._warned: set[str] = set()
         self.upstream_timeout = 10.0
@@ -129,6 +130,7 @@ class MockStore:
                 "chaos": lambda db: self.chaos.rules.read_stored(db) if self.chaos else None,
                 "vb": lambda db: self.vb.reload() if self.vb else None,
                 "mode": lambda db: changes.get_setting(db, "mode"),
+                "stream": lambda db: changes.get_setting(db, "stream"),
             }, {
                 "chaos": lambda: self.chaos.rules.generation if self.chaos else 0,
                 "mode": lambda: self._mode_generation,
@@ -209,11 +211,25 @@ class MockStore:
         token = o.mock_admin_token or admin.store_token(self.store.reader())
         listen = o.listen_host if "listen_host" in o and o.listen_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
         port_ = o.listen_port if "listen_port" in o and o.listen_port else 8080
-        server = AdminServer(lambda: self.controls(source="api"))
+        server = AdminServer(
+            lambda: self.controls(source="api"),
+            lambda address: self.store.submit(lambda db: changes.put_setting(db, "stream", address, "stream")),
+        )
         if server.start(host, port, token, f"http://{listen}:{port_}"):
             self.admin = server
 
+    def _relay_to(self, address: str) -> None:
+        """Worker 0's dashboard watches (an address) or not (""): send our exchanges there."""
+        from .admin.relay import RelayClient
+
+        if self.relay is not None:
+            self.relay.close()
+        self.relay = RelayClient(address) if address else None
+
     def done(self):
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
         if self._persister is not None:
             self._persister.cancel()
         if self.admin is not None:
@@ -239,7 +255,6 @@ class MockStore:
             if self.chaos is not None:
                 self.chaos.rules.flush_counters()  # `chaos list` is at most a second behind
             if self.watch is not None:
-                self.take_changes()
                 self.watch.schedule(self.store)
             # other workers' alerts and resolutions, ours to them; an acceptance changes the
             # model: not while a worker thread learns (then at the next tick)
@@ -258,6 +273,8 @@ class MockStore:
             elif concern == "mode" and value in MODES and value != self._mode:
                 ctx.options.update(mock_mode=value)
                 log.info(f"mockstore: mode {value} (changed on the store)")
+            elif concern == "stream" and ctx.options.mock_worker != 0:
+                self._relay_to(value or "")
             elif concern == "vb":
                 log.info("mockstore: virtual data changed on the store (snapshot restore or reset)")
 
@@ -278,6 +295,8 @@ class MockStore:
             await asyncio.sleep(CATCH_UP_INTERVAL)
             n += 1
             try:
+                if self.watch is not None:
+                    self.take_changes()  # what the writer read at the last persist, at once
                 if n % ticks:
                     self.catch_up()
                 else:
@@ -392,7 +411,7 @@ class MockStore:
         meta = f.metadata.get(flows.META_KEY)
         failed_over = meta is not None and meta.get("forwarded") and f.response.status_code >= 500
         if when is None and fault is None and not failed_over:
-            if self.admin is not None and self.admin.hub.subscribers:
+            if self.relay is not None or (self.admin is not None and self.admin.hub.subscribers):
                 self._publish(f)
             return None
         return self._response(f, fault, when, fingerprint, failed_over)
@@ -404,7 +423,7 @@ class MockStore:
             await self._answer(f, prefix="failover-", note=f"upstream answered {f.response.status_code}", avoid_errors=True)
         if fault is not None:
             self.chaos.apply_response(f, fault)
-        if self.admin is not None and self.admin.hub.subscribers:
+        if self.relay is not None or (self.admin is not None and self.admin.hub.subscribers):
             self._publish(f)
 
     def _publish(self, f: http.HTTPFlow) -> None:
@@ -418,7 +437,7 @@ class MockStore:
             ep, _ = self.model.find_endpoint(r.method, host, path)
             template = ep.template if ep is not None else None
         end = resp.timestamp_end or time.time()
-        self.admin.publish({
+        (self.admin.publish if self.admin is not None else self.relay.send)({
             "type": "exchange", "time": r.timestamp_start, "method": r.method, "host": host, "path": r.path,
             "template": template, "status": resp.status_code, "source": source,
             "latency_ms": round((end - r.timestamp_start) * 1000, 2), "drift": "drift" in meta,
@@ -469,6 +488,8 @@ class MockStore:
             flows.note(f, "drift", f"{alert.kind} drift, score {alert.score}: {alert.summary}")
             if self.admin is not None and self.admin.hub.subscribers:
                 self.admin.publish({"type": "drift", "time": time.time(), **alert.to_dict()})
+            elif self.relay is not None:
+                self.relay.send({"type": "drift", "time": time.time(), **alert.to_dict()})
             log.warning(f"mockstore drift: {learned.endpoint.id}: {alert.summary} (alert {alert.id or 'new'}, seen {alert.count}x)")
 
     def _learn_locked(self, ex, record_body: bool, fingerprint):

@@ -4,7 +4,7 @@ The CLI, the admin API and every worker of `serve --workers N` share one store. 
 proxy keeps in memory (chaos rules and their switch, the virtual backend's data after a
 snapshot restore or a reset, the mode) are written to the store by whoever changes them, and
 in the same transaction a counter per concern is bumped in the `meta` table
-(`changed.chaos`, `changed.vb`, `changed.mode`). Each proxy reads the counters once a second,
+(`changed.chaos`, `changed.vb`, `changed.mode`, `changed.stream`: see CONCERNS). Each proxy reads the counters once a second,
 on its store's writer thread (never on the event loop), and reloads only the concerns whose
 counter moved. A row per concern, not `PRAGMA data_version`: that one moves on every commit,
 and the proxies commit learned traffic many times a second.
@@ -16,7 +16,12 @@ import queue
 from collections.abc import Callable
 
 PREFIX = "changed."
-CONCERNS = ("chaos", "vb", "mode")
+CONCERNS = (
+    "chaos",  # chaos rules and their switches (mockstore.chaosrules)
+    "vb",  # the virtual backend's data: a snapshot restored, a reset (mockstore.vb)
+    "mode",  # setting.mode: the mode every process on the store follows
+    "stream",  # setting.stream: where worker 0's dashboard wants exchanges (mockstore.admin.relay)
+)
 
 
 def bump(db, concern: str) -> None:

@@ -274,6 +274,26 @@ def test_workers_share_one_api(backend, served):
     eventually(lambda: statuses(p.url, "/ok/a") == {503}, "a rule added through the API, in both workers")
     a.post("/admin/chaos/rules/down/disable")
     eventually(lambda: statuses(p.url, "/ok/a") == {200}, "a rule switched off through the API, in both workers")
+    # one stream for the pool: every worker's exchanges reach worker 0's subscribers
+    base_ws = base.replace("http://", "ws://") + "/admin/stream"
+
+    async def all_arrive(tag: str) -> bool:
+        async with websockets.connect(base_ws, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            await ws.recv()  # hello
+            await asyncio.sleep(2)  # the other worker learns within about a second that someone watches
+            paths = {f"/ok/{tag}-{i}" for i in range(16)}
+            for path in sorted(paths):
+                await asyncio.to_thread(statuses, p.url, path, 1)
+            seen = set()
+            try:
+                while paths - seen:
+                    batch = json.loads(await asyncio.wait_for(ws.recv(), 3))
+                    seen |= {e["path"] for e in batch["events"] if e["type"] == "exchange"}
+            except asyncio.TimeoutError:
+                return False
+            return True
+
+    assert asyncio.run(all_arrive("a")), "an exchange of some worker never reached the stream"
     a.put("/admin/mode", json={"mode": "mock"})
 
     def sources():

@@ -60,6 +60,10 @@ def test_cli_chaos_changes_reach_a_running_proxy(runner, api, served):
     eventually(lambda: statuses(url, "/ok/a") == {200}, "chaos disabled by the CLI stops in every worker")
     run_cli("chaos", "enable", "--db", str(db))
     eventually(lambda: statuses(url, "/ok/a") == {503}, "chaos enabled again fires again")
+    run_cli("chaos", "disable", "down", "--db", str(db))
+    eventually(lambda: statuses(url, "/ok/a") == {200}, "one rule switched off by the CLI")
+    run_cli("chaos", "enable", "down", "--db", str(db))
+    eventually(lambda: statuses(url, "/ok/a") == {503}, "one rule switched on again")
     # counters reach the store without more traffic, and `chaos list` shows them
     sent = 16 * 2  # the 503s seen since the rule came back, at least
     counted = eventually(
@@ -108,3 +112,22 @@ def test_cli_snapshot_restore_reaches_a_running_proxy(runner, tmp_path, served):
         assert c.post("/notes", json={"text": "c"}).status_code == 201
     # the write after the restore is on the restored rows, not on the ones from before
     eventually(lambda: all(notes() == ["a", "c"] for _ in range(8)), "a write after the restore")
+
+
+@pytest.mark.parametrize("runner", ["mitmdump", "serve"])
+def test_cli_mode_reaches_a_running_proxy(runner, api, served):
+    p = served(runner, upstream=api)
+
+    def sources() -> set:
+        out = set()
+        for _ in range(16):
+            with httpx.Client(base_url=p.url, timeout=10, trust_env=False) as c:
+                out.add(c.get("/users/2").headers.get("x-mockstore-source"))
+        return out
+
+    assert sources() == {None}  # learn: forwarded
+    run_cli("mode", "mock", "--db", str(p.db))
+    eventually(lambda: None not in sources(), "mock mode, in every worker")
+    assert run_cli("mode", "--db", str(p.db)).strip() == "mock"
+    run_cli("mode", "learn", "--db", str(p.db))
+    eventually(lambda: sources() == {None}, "learn mode again, in every worker")

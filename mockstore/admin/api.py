@@ -29,6 +29,7 @@ import tornado.websocket
 from .. import __version__
 from ..control import Control, ControlError, Unavailable
 from . import is_loopback, say
+from .relay import RelayServer
 from .stream import Hub
 
 log = logging.getLogger("mockstore.admin")
@@ -336,9 +337,13 @@ class Stream(Access, tornado.websocket.WebSocketHandler):
 class AdminServer:
     """The app, on the running loop, on one port; `control()` gives the owner's controls."""
 
-    def __init__(self, control: Callable[[], Control]):
+    def __init__(self, control: Callable[[], Control], on_watched: Callable[[str], None] | None = None):
+        """`on_watched(address)`: the relay's address while someone watches the stream, ""
+        when nobody does (for the other workers, `mockstore.admin.relay`)."""
         self.control = control
-        self.hub = Hub()
+        self.on_watched = on_watched
+        self.relay = None
+        self.hub = Hub(self._watched)
         self.server: tornado.httpserver.HTTPServer | None = None
         self.host, self.port, self.token, self.proxy_url = "127.0.0.1", 0, "", ""
         self.loopback = True
@@ -355,12 +360,21 @@ class AdminServer:
         self.host, self.port = host, sockets[0].getsockname()[1]
         self.server = tornado.httpserver.HTTPServer(self.app(), xheaders=False)
         self.server.add_sockets(sockets)
+        self.relay = RelayServer(self.hub.publish)
+        self._watched(False)
         shown = f"[{host}]" if ":" in host else host
         say(f"mockstore: dashboard and admin API at http://{shown}:{self.port}/?token={token}")
         return True
 
+    def _watched(self, active: bool) -> None:
+        if self.on_watched is not None and self.relay is not None:
+            self.on_watched(self.relay.address if active else "")
+
     def stop(self) -> None:
         self.hub.close()
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
         if self.server is not None:
             self.server.stop()
             self.server = None

@@ -34,9 +34,10 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self):
+    def __init__(self, on_watched=None):
         self.subscribers: set[Subscriber] = set()
         self._task: asyncio.Task | None = None
+        self.on_watched = on_watched  # (bool): someone watches now / nobody does any more
 
     @property
     def active(self) -> bool:
@@ -48,13 +49,19 @@ class Hub:
 
     def subscribe(self, send) -> Subscriber:
         s = Subscriber(send)
+        first = not self.subscribers
         self.subscribers.add(s)
+        if first and self.on_watched is not None:
+            self.on_watched(True)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._flush_forever())
         return s
 
     def unsubscribe(self, s: Subscriber) -> None:
-        self.subscribers.discard(s)
+        if s in self.subscribers:
+            self.subscribers.discard(s)
+            if not self.subscribers and self.on_watched is not None:
+                self.on_watched(False)
 
     def close(self) -> None:
         if self._task is not None:
