@@ -213,6 +213,10 @@ def test_the_stream_shows_each_exchange(backend, served):
                 batch = json.loads(await asyncio.wait_for(ws.recv(), 5))
                 assert batch["type"] == "batch" and "lost" not in batch
                 events += batch["events"]
+            with httpx.Client(base_url=base, trust_env=False, headers={"Authorization": f"Bearer {token}"}) as c:
+                c.put("/admin/mode", json={"mode": "mock"})
+            while not [e for e in events if e["type"] == "mode"]:
+                events += json.loads(await asyncio.wait_for(ws.recv(), 5))["events"]
             return events
 
     events = asyncio.run(watch())
@@ -220,6 +224,7 @@ def test_the_stream_shows_each_exchange(backend, served):
     assert [e["path"] for e in ex] == ["/users/1", "/users/2"]
     assert ex[0]["method"] == "GET" and ex[0]["status"] == 200 and ex[0]["source"] == "real"
     assert ex[0]["latency_ms"] >= 0 and ex[0]["drift"] is False
+    assert [e["mode"] for e in events if e["type"] == "mode"] == ["mock"]
 
 
 def test_a_slow_subscriber_loses_events_and_is_told(monkeypatch):
@@ -377,3 +382,44 @@ def test_a_taken_admin_port_is_a_warning(served):
         p.wait_for("the admin API cannot listen")
         with httpx.Client(base_url=p.url, timeout=10, trust_env=False) as c:
             assert c.get("/anything").status_code > 0  # the proxy runs on
+
+
+def test_the_same_change_through_cli_command_and_api(served, tmp_path):
+    """One rule and one mode switch, made three ways on three stores: the same rows result."""
+    from mitmproxy.test import taddons
+
+    from mockstore.addon import MockStore
+
+    rule = {"id": "r", "endpoint": "GET /users/{id}", "effect": "error", "status": 503, "probability": 0.5}
+    by_cli = tmp_path / "cli.db"
+    run_cli("chaos", "add", "--db", str(by_cli), "--id", "r", "--endpoint", "GET /users/{id}", "--effect", "error",
+            "--status", "503", "-p", "0.5")
+    run_cli("chaos", "disable", "r", "--db", str(by_cli))
+    run_cli("mode", "mock", "--db", str(by_cli))
+
+    by_command = tmp_path / "command.db"
+    addon = MockStore()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, mock_db=str(by_command), mock_admin="off")
+        addon.chaos_add(json.dumps(rule))
+        addon.chaos_enable(False, "r")
+        addon.mode("mock")
+        addon.flush()
+        addon.done()
+
+    p = served("mitmdump", admin="127.0.0.1:0")
+    a = Admin(*p.admin_url())
+    a.post("/admin/chaos/rules", json=rule, ok=201)
+    a.post("/admin/chaos/rules/r/disable")
+    a.put("/admin/mode", json={"mode": "mock"})
+
+    def stored(db) -> tuple:
+        state = json.loads(run_cli("chaos", "list", "--db", str(db), "--json"))
+        rules = [{k: v for k, v in r.items() if k != "source"} for r in state["rules"]]
+        return state["enabled"], rules, run_cli("mode", "--db", str(db)).strip()
+
+    want = stored(by_cli)
+    assert want == (True, [{"id": "r", "method": "GET", "template": "/users/{id}", "probability": 0.5, "effect": "error",
+                            "status": 503, "enabled": False, "applied": 0, "skipped": 0}], "mock")
+    assert stored(by_command) == want
+    eventually(lambda: stored(p.db) == want, "the API's change in the store")

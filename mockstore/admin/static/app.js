@@ -196,7 +196,7 @@ async function showEndpoint(id) {
   const e = await api("GET", `/admin/endpoints/${encodeURIComponent(id)}`);
   const d = e.drift;
   const responses = Object.entries(e.schemas.responses || {});
-  $("#endpoint-detail").replaceChildren(
+  $("#endpoint-detail").replaceChildren(...[
     el("h2", {}, `${e.method} ${e.host}${e.template}`),
     el("p", {}, `${e.count} requests · p50 ${e.p50_ms} ms · p95 ${e.p95_ms} ms · p99 ${e.p99_ms} ms · EMA ${e.ema_ms} ms`),
     el("div", { class: "mix" }, "status mix: ", ...Object.entries(e.statuses).map(([s, n]) => el("span", { class: "s" + s[0] }, `${s}: ${n}`))),
@@ -206,7 +206,7 @@ async function showEndpoint(id) {
     el("h2", {}, "Schemas"),
     e.schemas.request ? schemaTree("request", e.schemas.request) : null,
     ...responses.map(([status, s]) => schemaTree(`response ${status}`, s)),
-  );
+  ].filter((c) => c !== null));
 }
 
 // --- drift --------------------------------------------------------------------------
