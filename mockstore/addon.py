@@ -427,21 +427,25 @@ class MockStore:
             self._publish(f)
 
     def _publish(self, f: http.HTTPFlow) -> None:
-        """The exchange, to the dashboards watching (`mockstore.admin.stream`)."""
+        """The exchange, to the dashboards watching (`mockstore.admin.stream`), as a row of
+        `stream.EXCHANGE_FIELDS`: its cost is paid on every flow while someone watches."""
         r, resp = f.request, f.response
         meta = f.metadata.get(flows.META_KEY) or {}
-        source = "chaos" if "chaos" in meta else meta.get("source") or ("forwarded" if meta.get("forwarded") else "real")
-        path = r.path.split("?", 1)[0]
-        template, host = None, flows.authority(r)
+        ep = None
         if self.model is not None:
-            ep, _ = self.model.find_endpoint(r.method, host, path)
-            template = ep.template if ep is not None else None
-        end = resp.timestamp_end or time.time()
-        (self.admin.publish if self.admin is not None else self.relay.send)({
-            "type": "exchange", "time": r.timestamp_start, "method": r.method, "host": host, "path": r.path,
-            "template": template, "status": resp.status_code, "source": source,
-            "latency_ms": round((end - r.timestamp_start) * 1000, 2), "drift": "drift" in meta,
-        })
+            eid = meta.get("endpoint")  # an answer of ours knows its endpoint
+            ep = self.model.endpoints.get(eid) if eid is not None else None
+            if ep is None:
+                ep, _ = self.model.find_endpoint(r.method, flows.authority(r), r.path.split("?", 1)[0])
+        source = "chaos" if "chaos" in meta else meta.get("source") or ("forwarded" if meta.get("forwarded") else "real")
+        start = r.timestamp_start
+        row = (start, r.method, ep.host if ep is not None else flows.authority(r), r.path,
+               ep.template if ep is not None else None, resp.status_code, source,
+               round(((resp.timestamp_end or time.time()) - start) * 1000, 2), "drift" in meta)
+        if self.admin is not None:
+            self.admin.publish(row)
+        else:
+            self.relay.send(row)
 
     def error(self, f: http.HTTPFlow) -> None:
         self.faults.pop(f.id, None)

@@ -197,6 +197,11 @@ def test_every_route_on_mitmdump(backend, served, tmp_path):
     assert covered == {(r.method, r.path) for r in ROUTES}, "a route without a test"
 
 
+def exchanges(batch: dict) -> list[dict]:
+    """A batch's exchanges (rows of its "fields") as objects."""
+    return [{"type": "exchange", **dict(zip(batch["fields"], row))} for row in batch["exchanges"]]
+
+
 def test_the_stream_shows_each_exchange(backend, served):
     _, api = backend()
     p = served("mitmdump", upstream=api, admin="127.0.0.1:0")
@@ -212,7 +217,7 @@ def test_the_stream_shows_each_exchange(backend, served):
             while len([e for e in events if e["type"] == "exchange"]) < 2:
                 batch = json.loads(await asyncio.wait_for(ws.recv(), 5))
                 assert batch["type"] == "batch" and "lost" not in batch
-                events += batch["events"]
+                events += exchanges(batch) + batch["events"]
             with httpx.Client(base_url=base, trust_env=False, headers={"Authorization": f"Bearer {token}"}) as c:
                 c.put("/admin/mode", json={"mode": "mock"})
             while not [e for e in events if e["type"] == "mode"]:
@@ -251,16 +256,17 @@ def test_a_slow_subscriber_loses_events_and_is_told(monkeypatch):
     s = stream.Subscriber(send)
     hub.subscribers.add(s)
     for i in range(2):
-        hub.publish({"n": i})
+        hub.publish({"type": "n", "n": i})
     hub.flush(s)
-    assert sent == [{"type": "batch", "events": [{"n": 0}, {"n": 1}]}]
+    assert sent == [{"type": "batch", "fields": list(stream.EXCHANGE_FIELDS), "exchanges": [],
+                     "events": [{"type": "n", "n": 0}, {"type": "n", "n": 1}]}]
     for i in range(2, 10):
-        hub.publish({"n": i})  # the socket is still busy with the first batch
+        hub.publish((i,) * len(stream.EXCHANGE_FIELDS))  # the socket is still busy with the first batch
     hub.flush(s)
     assert len(sent) == 1, "nothing written while the last batch has not left"
     writing.done_ = True
     hub.flush(s)
-    assert sent[1] == {"type": "batch", "events": [{"n": 2}, {"n": 3}, {"n": 4}], "lost": 5}
+    assert sent[1]["exchanges"] == [[i] * len(stream.EXCHANGE_FIELDS) for i in (2, 3, 4)] and sent[1]["lost"] == 5
 
 
 def test_workers_share_one_api(backend, served):
@@ -293,7 +299,7 @@ def test_workers_share_one_api(backend, served):
             try:
                 while paths - seen:
                     batch = json.loads(await asyncio.wait_for(ws.recv(), 3))
-                    seen |= {e["path"] for e in batch["events"] if e["type"] == "exchange"}
+                    seen |= {e["path"] for e in exchanges(batch)}
             except asyncio.TimeoutError:
                 return False
             return True

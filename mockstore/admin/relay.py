@@ -15,6 +15,8 @@ import json
 import logging
 import socket
 
+from .stream import EXCHANGE_FIELDS
+
 log = logging.getLogger("mockstore.admin")
 
 MAX_DATAGRAM = 60_000
@@ -46,6 +48,8 @@ class RelayServer:
                 continue
             if isinstance(event, dict):
                 self.publish(event)
+            elif isinstance(event, list) and len(event) == len(EXCHANGE_FIELDS):
+                self.publish(tuple(event))
 
     def close(self) -> None:
         self.loop.remove_reader(self.sock.fileno())
@@ -61,7 +65,7 @@ class RelayClient:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
 
-    def send(self, event: dict) -> None:
+    def send(self, event) -> None:
         data = json.dumps(event, default=str).encode()
         if len(data) > MAX_DATAGRAM:
             return

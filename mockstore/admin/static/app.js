@@ -136,9 +136,13 @@ function connect() {
       lost += msg.lost;
       $("#lost").textContent = `${lost} events lost (the page fell behind)`;
     }
+    for (const row of msg.exchanges || []) {
+      const e = {};
+      msg.fields.forEach((f, i) => (e[f] = row[i]));
+      addExchange(e);
+    }
     for (const e of msg.events || []) {
-      if (e.type === "exchange") addExchange(e);
-      else if (e.type === "mode") showMode(e.mode);
+      if (e.type === "mode") showMode(e.mode);
       else if (e.type === "drift") loadDriftCount();
     }
   };
