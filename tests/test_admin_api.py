@@ -359,6 +359,15 @@ def test_security(served):
     assert asyncio.run(ws_status(Authorization=f"Bearer {token}", Origin="http://evil.example")) == 403
     assert asyncio.run(ws_status(Authorization=f"Bearer {token}", Origin=f"http://127.0.0.1:{port}")) == 101
 
+    # "try it out" (Swagger UI) goes on to the proxy, with the page's cookie; the tried API's own
+    # Authorization header goes on with it
+    with httpx.Client(base_url=base, timeout=10, trust_env=False) as c:
+        assert c.get("/admin/try/users/1").status_code == 401
+        r = c.get("/admin/try/users/1?x=1", cookies={"mockstore_admin": token},
+                  headers={"Authorization": "Bearer the-apis-own"})
+        # the proxy (in learn mode by now, nothing upstream) answered: mitmproxy's 502, not the admin's JSON
+        assert r.status_code == 502 and "mitmproxy" in r.headers.get("server", "") and "error" not in r.text[:20]
+
     # the admin port does not proxy, the proxy port does not serve the admin API
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n")

@@ -144,6 +144,17 @@ def test_swagger_ui_lists_the_learned_operations(page, world):
     op.first.wait_for(timeout=WAIT * 2)
     assert page.locator(".opblock-summary-method", has_text="GET").count() >= 1
     assert urlsplit(world["proxy"].url).netloc in page.locator(".servers").inner_text()
+    # "try it out" goes through the proxy (by way of /admin/try/, the page's own origin)
+    op.first.locator(".opblock-summary").click()
+    page.locator("button.try-out__btn").first.click()
+    page.locator("input[placeholder='id']").first.fill("7")
+    page.locator("button.execute").first.click()
+    status = page.locator(".live-responses-table tbody .response-col_status").first
+    status.wait_for(timeout=WAIT * 2)
+    assert status.inner_text().strip().startswith("200")
+    shown = page.locator(".live-responses-table .microlight").all_inner_texts()
+    assert '"username": "user7"' in shown[0]
+    assert "content-type: application/json" in shown[1] and "tornado" not in shown[1].lower()
     shot(page, "swagger")
 
 

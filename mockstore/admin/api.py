@@ -207,6 +207,10 @@ def admin_openapi() -> dict:
         paths.setdefault(r.path, {})[r.method.lower()] = op
     paths["/admin/stream"] = {"get": {"summary": "WebSocket: batches of exchanges, drift alerts and mode changes",
                                       "responses": {"101": {"description": "WebSocket"}}}}
+    paths["/admin/try/{path}"] = {"get": {
+        "summary": "Send a request on to the proxy (Swagger UI's try it out); any method",
+        "parameters": [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"default": {"description": "what the proxy answered"}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "mockstore admin API", "version": __version__},
@@ -285,6 +289,50 @@ class Api(Access, tornado.web.RequestHandler):
         self.finish(json.dumps(value, default=str))
 
     get = post = put = delete = patch = _run
+
+
+class TryIt(Access, tornado.web.RequestHandler):
+    """Swagger UI's "try it out", sent on to the proxy: the page cannot call the proxy's port
+    itself (another origin, and the proxy adds no CORS headers to what it answers). The admin
+    server is a client of the proxy here; the proxy answers as its mode says."""
+
+    SKIP = {"host", "cookie", "origin", "referer", "content-length", "connection", "accept-encoding"}
+
+    def prepare(self):
+        self.check_access()
+
+    def _given_token(self) -> str | None:
+        # the page's cookie: an Authorization header here is the tried API's, sent on
+        return self.get_query_argument("token", None) or self.get_cookie(COOKIE)
+
+    def check_xsrf_cookie(self):
+        pass
+
+    async def _send(self, path: str):
+        import tornado.httpclient
+
+        query = self.request.query
+        url = f"{self.admin.proxy_url}/{path}" + (f"?{query}" if query else "")
+        headers = {k: v for k, v in self.request.headers.get_all() if k.lower() not in self.SKIP}
+        body = self.request.body if self.request.method in ("POST", "PUT", "PATCH", "DELETE") else None
+        try:
+            r = await tornado.httpclient.AsyncHTTPClient().fetch(
+                url, method=self.request.method, headers=headers, body=body,
+                allow_nonstandard_methods=True, raise_error=False, follow_redirects=False, request_timeout=60)
+        except OSError as e:
+            raise tornado.web.HTTPError(502, reason=f"the proxy at {self.admin.proxy_url} did not answer: {e}") from None
+        self.set_status(r.code, r.reason)
+        for name in ("Content-Type", "Server", "Date"):  # the proxy's, not tornado's defaults
+            self.clear_header(name)
+        for k, v in r.headers.get_all():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                self.add_header(k, v)
+        self.finish(r.body or b"")
+
+    def compute_etag(self):
+        return None
+
+    get = post = put = delete = patch = _send
 
 
 class NotFound(Access, tornado.web.RequestHandler):
@@ -391,6 +439,7 @@ class AdminServer:
         swagger = os.path.join(os.path.dirname(swagger_ui_file), "static")
         handlers += [
             (r"/admin/stream", type("Stream", (Stream,), {"admin": self})),
+            (r"/admin/try/(.*)", type("TryIt", (TryIt,), {"admin": self})),
             (r"/", type("Index", (Index,), {"admin": self})),
             (r"/(swagger\.html)", type("Index", (Index,), {"admin": self})),
             (r"/static/(.*)", type("Static", (Static,), {"admin": self}), {"path": str(STATIC)}),
