@@ -27,8 +27,11 @@ def world(tmp_path_factory, confdir):
     tmp = tmp_path_factory.mktemp("dashboard")
     api_port = free_port()
     api = Proc([sys.executable, str(ROOT / "tests" / "backend.py"), str(api_port)], api_port)
+    entities = tmp / "entities.yaml"
+    entities.write_text("resources:\n  notes:\n    id: integer\n    fields: {text: string}\n"
+                        "    seed: [{id: 1, text: first}, {id: 2, text: second}]\n")
     p = Served("mitmdump", tmp / "m.db", confdir, tmp / "mitmdump.log", upstream=f"http://127.0.0.1:{api_port}",
-               admin="127.0.0.1:0")
+               admin="127.0.0.1:0", options={"mock_entities": entities})
     base, token = p.admin_url()
     with httpx.Client(base_url=p.url, timeout=10, trust_env=False) as c:
         for i in range(1, 9):
@@ -108,9 +111,10 @@ def test_a_chaos_toggle_turned_off_stops_that_fault(page, world):
     world["admin"].delete("/admin/chaos/rules/boom")
 
 
-def test_a_drift_alert_resolved_on_the_page_stays_resolved(page, world, backend):
-    world["api"].stop()
-    world["api"], _ = backend("renamed", port=world["api_port"])  # the contract changes under the proxy
+def test_a_drift_alert_resolved_on_the_page_stays_resolved(page, world):
+    world["api"].stop()  # the contract changes under the proxy: the same API, renamed a field
+    world["api"] = Proc([sys.executable, str(ROOT / "tests" / "backend.py"), str(world["api_port"]),
+                         "--variant", "renamed"], world["api_port"])
     assert proxy_get(world, "/users/5").status_code == 200
     alert = eventually(lambda: [a for a in world["admin"].get("/admin/drift-alerts?unresolved_only=true").json()
                                 if a["id"] is not None], "the drift alert")[0]
@@ -158,7 +162,14 @@ def test_swagger_ui_lists_the_learned_operations(page, world):
     shot(page, "swagger")
 
 
-def test_virtual_data_page_without_a_backend_says_so(page, world):
+def test_virtual_data_rows_and_snapshots(page, world):
     page.goto(f"{world['base']}/#resources")
-    page.locator("#resource-list", has_text="no virtual backend configured").wait_for(timeout=WAIT)
+    page.locator("#resource-list .ep", has_text="notes").click()
+    rows = page.locator("#resource-rows tbody tr")
+    rows.first.wait_for(timeout=WAIT)
+    assert "second" in page.locator("#resource-rows").inner_text()
+    page.fill("#snapshot-form input[name=name]", "from-the-page")
+    page.click("#snapshot-form button:not([type=button])")
+    page.locator("tr[data-snapshot=from-the-page]").wait_for(timeout=WAIT)
+    assert [s["name"] for s in world["admin"].get("/admin/snapshots").json()] == ["from-the-page"]
     shot(page, "resources")

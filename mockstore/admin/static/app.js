@@ -301,7 +301,7 @@ window.addEventListener("DOMContentLoaded", () => {
     const name = new FormData(ev.target).get("name");
     api("POST", "/admin/snapshots", { name }).then(() => { ev.target.reset(); return loadSnapshots(); }).catch(fail);
   });
-  $("#reset").addEventListener("click", () => api("POST", "/admin/reset").then(loadResources, fail));
+  $("#vb-reset").addEventListener("click", () => api("POST", "/admin/reset").then(loadResources, fail));
   window.addEventListener("hashchange", showTab);
   showTab();
   connect();
