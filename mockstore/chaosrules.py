@@ -523,8 +523,9 @@ class ChaosRules:
             "select id, source, spec, applied, skipped from chaos_rules order by position, id"
         ).fetchall():
             try:
-                r = validate(json.loads(spec), name=f"stored chaos rule {rid!r}",
-                             filter_compiler=self.filter_compiler)
+                # a filter was compiled when its rule was added; not again here, off the loop
+                # (mitmproxy's filter grammar is not made for two threads at once)
+                r = validate(json.loads(spec), name=f"stored chaos rule {rid!r}")
             except (ValueError, TypeError) as e:
                 log.warning("chaos: ignoring a stored rule that is no longer valid: %s", e)
                 continue
