@@ -438,3 +438,31 @@ def test_the_same_change_through_cli_command_and_api(served, tmp_path):
                             "status": 503, "enabled": False, "applied": 0, "skipped": 0}], "mock")
     assert stored(by_command) == want
     eventually(lambda: stored(p.db) == want, "the API's change in the store")
+
+
+def test_mitmweb_serves_it_beside_its_own_ui(tmp_path, confdir):
+    """In mitmweb, mitmproxy's own tornado app and ours share the event loop, each on its port."""
+    from conftest import BIN, wait_port
+
+    port, web = free_port(), free_port()
+    log = tmp_path / "mitmweb.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "mitmweb"), "-s", ADDON, "--listen-host", "127.0.0.1", "--listen-port", str(port),
+             "--web-port", str(web), "--no-web-open-browser", "--set", f"mock_db={tmp_path / 'm.db'}",
+             "--set", f"confdir={confdir}", "--set", "mock_admin=127.0.0.1:0", "--set", "mock_mode=mock"],
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, proc, timeout=60)
+        import re
+
+        found = eventually(lambda: re.findall(r"(http://127\.0\.0\.1:\d+)/\?token=([\w-]+)", log.read_text()),
+                           "the admin URL", deadline=30)
+        a = Admin(*found[0])
+        assert a.get("/admin/mode").json() == {"mode": "mock"}
+        assert a.put("/admin/mode", json={"mode": "learn"}).json() == {"mode": "learn"}
+        with httpx.Client(timeout=10, trust_env=False) as c:
+            assert c.get(f"http://127.0.0.1:{web}/").status_code == 200  # mitmweb's own UI
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
