@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from mitmproxy import command, ctx, exceptions, flow, http
 
-from . import chaosrules, drift, flows, options, rebuild, recordings, stubs, stubwatch, upstream, vb
+from . import admin, changes, chaosrules, control, drift, flows, options, rebuild, recordings, stubs, stubwatch, upstream, vb
 from .answer import Answer, Responder
 from .breaker import Breaker
 from .chaos import Chaos, compile_filter
@@ -61,6 +61,11 @@ class MockStore:
         self.stubs: stubwatch.StubWatch | None = None
         self.stub_index = None  # the StubIndex while any stub is ACTIVE: one check per request
         self._stub_watcher: asyncio.Task | None = None
+        self.watch: changes.Watch | None = None
+        self._mode_generation = 0  # this process's own mode switches (see changes.Watch)
+        self.admin = None  # mockstore.admin.api.AdminServer, once it listens
+        self.relay = None  # mockstore.admin.relay.RelayClient: another worker's dashboard watches
+        self._admin_bind: tuple[str, int] | None = None
         self._warned: set[str] = set()
         self.upstream_timeout = 10.0
         self.breaker = Breaker()
@@ -103,6 +108,12 @@ class MockStore:
                 module.validate_options(o)
             except ValueError as e:
                 raise exceptions.OptionsError(str(e)) from None
+        try:
+            self._admin_bind = admin.validate_options(o)
+        except ValueError as e:
+            raise exceptions.OptionsError(str(e)) from None
+        if "mock_mode" in updated and self.admin is not None:
+            self.admin.publish({"type": "mode", "mode": o.mock_mode, "time": time.time()})
         if "connection_strategy" in o and o.connection_strategy != "lazy":
             # mitmproxy connects upstream as soon as a client connects ("eager"); a mock must
             # answer without a real API, so connect only when a request really goes upstream.
@@ -161,6 +172,16 @@ class MockStore:
         vb_names = {name for name, *_ in vb.OPTIONS}
         if reopened or updated & (vb_names | {"mock_seed"}):
             self._open_vb({name: getattr(o, name) for name in vb_names})
+        if reopened:
+            self.watch = changes.Watch(self.store.reader(), {
+                "chaos": lambda db: self.chaos.rules.read_stored(db) if self.chaos else None,
+                "vb": lambda db: self.vb.reload() if self.vb else None,
+                "mode": lambda db: changes.get_setting(db, "mode"),
+                "stream": lambda db: changes.get_setting(db, "stream"),
+            }, {
+                "chaos": lambda: self.chaos.rules.generation if self.chaos else 0,
+                "mode": lambda: self._mode_generation,
+            })
 
     def _open(self, path: str, slot: int) -> None:
         try:
@@ -234,17 +255,48 @@ class MockStore:
             self._persister = asyncio.get_running_loop().create_task(self._persist_forever())
         if self._stub_watcher is None:
             self._stub_watcher = asyncio.get_running_loop().create_task(self._watch_stubs())
+        if self.admin is None and self._admin_bind is not None and ctx.options.mock_worker == 0:
+            self._start_admin(*self._admin_bind)
         # Everything alive now (mitmproxy, faker, jsonschema and the rest, the loaded model)
         # stays alive: move it out of the collector's sight. Otherwise each full collection,
         # and mitmproxy's flows make many, walks all of it: ~10% of a learned request's CPU.
         gc.collect()
         gc.freeze()
 
+    def _start_admin(self, host: str, port: int) -> None:
+        """The admin API and dashboard (`mockstore.admin`): one per store's pool, by worker 0."""
+        from .admin.api import AdminServer
+
+        o = ctx.options
+        token = o.mock_admin_token or admin.store_token(self.store.reader())
+        listen = o.listen_host if "listen_host" in o and o.listen_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        port_ = o.listen_port if "listen_port" in o and o.listen_port else 8080
+        server = AdminServer(
+            lambda: self.controls(source="api"),
+            lambda address: self.store.submit(lambda db: changes.put_setting(db, "stream", address, "stream")),
+        )
+        if server.start(host, port, token, f"http://{listen}:{port_}"):
+            self.admin = server
+
+    def _relay_to(self, address: str) -> None:
+        """Worker 0's dashboard watches (an address) or not (""): send our exchanges there."""
+        from .admin.relay import RelayClient
+
+        if self.relay is not None:
+            self.relay.close()
+        self.relay = RelayClient(address) if address else None
+
     def done(self):
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
         for task in (self._persister, self._stub_watcher):
             if task is not None:
                 task.cancel()
         self.breaker.close()
+        if self.admin is not None:
+            self.admin.stop()
+            self.admin = None
         self.close()
 
     def abandon(self) -> None:
@@ -274,6 +326,10 @@ class MockStore:
         if self.model is not None and self.store is not None and not self.store.readonly:
             self.catch_up()
             self.store.submit(self.model.persist())
+            if self.chaos is not None:
+                self.chaos.rules.flush_counters()  # `chaos list` is at most a second behind
+            if self.watch is not None:
+                self.watch.schedule(self.store)
             # other workers' alerts and resolutions, ours to them; an acceptance changes the
             # model: not while a worker thread learns (then at the next tick)
             if self.drift is not None and self.learn_lock.acquire(blocking=False):
@@ -281,6 +337,20 @@ class MockStore:
                     self.drift.sync()
                 finally:
                     self.learn_lock.release()
+
+    def take_changes(self) -> None:
+        """What another process changed in the store (the CLI, the admin API served by
+        another worker), read on the writer thread at the last tick (`mockstore.changes`)."""
+        for concern, value in self.watch.take():
+            if concern == "chaos" and value is not None and self.chaos is not None:
+                self.chaos.rules.apply_stored(value)
+            elif concern == "mode" and value in MODES and value != self._mode:
+                ctx.options.update(mock_mode=value)
+                log.info(f"mockstore: mode {value} (changed on the store)")
+            elif concern == "stream" and ctx.options.mock_worker != 0:
+                self._relay_to(value or "")
+            elif concern == "vb":
+                log.info("mockstore: virtual data changed on the store (snapshot restore or reset)")
 
     def catch_up(self) -> None:
         """Count and record what was learned again since the last time (`Learner.catch_up`):
@@ -299,6 +369,8 @@ class MockStore:
             await asyncio.sleep(CATCH_UP_INTERVAL)
             n += 1
             try:
+                if self.watch is not None:
+                    self.take_changes()  # what the writer read at the last persist, at once
                 if n % ticks:
                     self.catch_up()
                 else:
@@ -560,6 +632,8 @@ class MockStore:
         meta = f.metadata.get(flows.META_KEY)
         failed_over = meta is not None and "source" not in meta and meta.get("forwarded") and f.response.status_code >= 500
         if when is None and fault is None and not failed_over:
+            if self.relay is not None or (self.admin is not None and self.admin.hub.subscribers):
+                self._publish(f)
             return None
         return self._response(f, fault, when, fingerprint, failed_over)
 
@@ -573,6 +647,29 @@ class MockStore:
                 self._fail(f, e)
         if fault is not None:
             self.chaos.apply_response(f, fault)
+        if self.relay is not None or (self.admin is not None and self.admin.hub.subscribers):
+            self._publish(f)
+
+    def _publish(self, f: http.HTTPFlow) -> None:
+        """The exchange, to the dashboards watching (`mockstore.admin.stream`), as a row of
+        `stream.EXCHANGE_FIELDS`: its cost is paid on every flow while someone watches."""
+        r, resp = f.request, f.response
+        meta = f.metadata.get(flows.META_KEY) or {}
+        ep = None
+        if self.model is not None:
+            eid = meta.get("endpoint")  # an answer of ours knows its endpoint
+            ep = self.model.endpoints.get(eid) if eid is not None else None
+            if ep is None:
+                ep, _ = self.model.find_endpoint(r.method, flows.authority(r), r.path.split("?", 1)[0])
+        source = "chaos" if "chaos" in meta else meta.get("source") or ("forwarded" if meta.get("forwarded") else "real")
+        start = r.timestamp_start
+        row = (start, r.method, ep.host if ep is not None else flows.authority(r), r.path,
+               ep.template if ep is not None else None, resp.status_code, source,
+               round(((resp.timestamp_end or time.time()) - start) * 1000, 2), "drift" in meta)
+        if self.admin is not None:
+            self.admin.publish(row)
+        else:
+            self.relay.send(row)
 
     def error(self, f: http.HTTPFlow) -> None:
         self.faults.pop(f.id, None)
@@ -620,6 +717,10 @@ class MockStore:
             learned = await asyncio.to_thread(self._learn_locked, ex, problem is None, fingerprint)
         for alert in learned.alerts:
             flows.note(f, "drift", f"{alert.kind} drift, score {alert.score}: {alert.summary}")
+            if self.admin is not None and self.admin.hub.subscribers:
+                self.admin.publish({"type": "drift", "time": time.time(), **alert.to_dict()})
+            elif self.relay is not None:
+                self.relay.send({"type": "drift", "time": time.time(), **alert.to_dict()})
             log.warning(f"mockstore drift: {learned.endpoint.id}: {alert.summary} (alert {alert.id or 'new'}, seen {alert.count}x)")
 
     def _learn_locked(self, ex, record_body: bool, fingerprint):
@@ -634,15 +735,31 @@ class MockStore:
 
     # --- commands ----------------------------------------------------------------------
 
+    def controls(self, source: str = "command") -> control.Control:
+        """The controls (`mockstore.control`) on this proxy's live objects."""
+        if self.store is None:
+            raise exceptions.CommandError("mockstore has no store open")
+        return control.Control(
+            self.store, model=self.model, drift=self.drift, chaos=self.chaos.rules if self.chaos else None,
+            vb=self.vb, get_mode=lambda: self._mode, set_mode=self._set_mode, source=source,
+        )
+
+    def _set_mode(self, mode: str) -> None:
+        self._mode_generation += 1
+        ctx.options.update(mock_mode=mode)
+
+    def _command(self, fn):
+        try:
+            return fn(self.controls())
+        except control.ControlError as e:
+            raise exceptions.CommandError(str(e)) from None
+
     @command.command("mockstore.endpoints")
     def endpoints(self) -> Sequence[str]:
         """The learned endpoints: template, count, p50/p95 latency, status mix."""
         self.catch_up()
-        out = []
-        for ep in sorted(self.model.endpoints.values(), key=lambda e: e.id):
-            s = ep.stats
-            out.append(f"{ep.id}  n={s.count} p50={s.percentile(50) or 0:.1f}ms p95={s.percentile(95) or 0:.1f}ms statuses={dict(s.statuses)}")
-        return out
+        return [f"{e['id']}  n={e['count']} p50={e['p50_ms'] or 0:.1f}ms p95={e['p95_ms'] or 0:.1f}ms "
+                f"statuses={e['statuses']}" for e in sorted(self._command(lambda c: c.endpoints()), key=lambda e: e["id"])]
 
     @command.command("mockstore.flush")
     def flush(self) -> None:
@@ -657,12 +774,12 @@ class MockStore:
 
     @command.command("mockstore.mode")
     def mode(self, mode: str) -> None:
-        """Switch the mode: learn | mock | failover | replay."""
+        """Switch the mode: learn | mock | failover | replay (every worker on the store follows)."""
         try:
             options.check("mock_mode", mode)
-            ctx.options.update(mock_mode=mode)
-        except (ValueError, exceptions.OptionsError) as e:
+        except ValueError as e:
             raise exceptions.CommandError(str(e)) from None
+        self._command(lambda c: c.set_mode(mode))
 
     @command.command("mockstore.drift")
     def drift_alerts(self) -> Sequence[str]:
@@ -670,18 +787,15 @@ class MockStore:
         if self.drift is None:
             return ["drift watching is off (mock_drift=false)"]
         return [
-            f"#{a.id or 'new'} {a.endpoint} score={a.score} x{a.count}: {a.summary}"
-            for a in self.drift.alerts(unresolved=True)
+            f"#{a['id'] or 'new'} {a['endpoint']} score={a['score']} x{a['count']}: {a['summary']}"
+            for a in self._command(lambda c: c.drift_alerts(unresolved_only=True))
         ]
 
     @command.command("mockstore.resolve")
     def resolve(self, alert_id: int, accept: bool = True) -> str:
         """Resolve a drift alert; accept=true takes the new shape into the baseline."""
-        try:
-            a = self.drift.resolve(alert_id, accept=accept)
-        except (drift.DriftError, AttributeError) as e:
-            raise exceptions.CommandError(str(e)) from None
-        return f"#{a.id} resolved ({a.resolution})"
+        a = self._command(lambda c: c.resolve(alert_id, accept=accept))
+        return f"#{a['id']} resolved ({a['resolution']})"
 
     @command.command("mockstore.chaos.add")
     def chaos_add(self, rule_yaml: str) -> str:
@@ -689,15 +803,31 @@ class MockStore:
         import yaml
 
         try:
-            rule = self.chaos.rules.add(yaml.safe_load(rule_yaml), source="command")
-        except (ValueError, yaml.YAMLError) as e:
-            raise exceptions.CommandError(str(e)) from None
-        return f"chaos rule {rule.id} added"
+            spec = yaml.safe_load(rule_yaml)
+        except yaml.YAMLError as e:
+            raise exceptions.CommandError(f"the chaos rule is not valid YAML: {e}") from None
+        rule = self._command(lambda c: c.chaos_add(spec))
+        return f"chaos rule {rule['id']} added"
+
+    @command.command("mockstore.chaos.rm")
+    def chaos_rm(self, rule_id: str) -> str:
+        """Remove one chaos rule."""
+        self._command(lambda c: c.chaos_remove(rule_id))
+        return f"chaos rule {rule_id} removed"
+
+    @command.command("mockstore.chaos.enable")
+    def chaos_enable(self, on: bool = True, rule_id: str = "") -> str:
+        """Switch chaos on or off: all of it, or one rule (its id)."""
+        if rule_id:
+            self._command(lambda c: c.chaos_rule_enabled(rule_id, on))
+            return f"chaos rule {rule_id} {'enabled' if on else 'disabled'}"
+        self._command(lambda c: c.chaos_enabled(on))
+        return f"chaos {'enabled' if on else 'disabled'}"
 
     @command.command("mockstore.chaos.clear")
     def chaos_clear(self) -> None:
         """Remove every chaos rule."""
-        self.chaos.rules.clear()
+        self._command(lambda c: c.chaos_clear())
 
     @command.command("mockstore.stub.list")
     def stub_list(self) -> Sequence[str]:
@@ -750,16 +880,27 @@ class MockStore:
     @command.command("mockstore.snapshot")
     def snapshot(self, verb: str, name: str = "") -> str:
         """Virtual backend snapshots: create NAME | list | restore NAME | delete NAME."""
-        if self.vb is None:
-            raise exceptions.CommandError("no virtual backend configured (mock_spec / mock_entities)")
-        return self.vb.command(f"snapshot.{verb}", *([name] if name else []))
+        if verb == "list":
+            return "\n".join(f"{s['name']}\t{s['rows']} rows\t{s['description']}"
+                             for s in self._command(lambda c: c.read_snapshots())) or "no snapshots"
+        if verb not in ("create", "restore", "delete"):
+            raise exceptions.CommandError(f"unknown snapshot verb {verb!r}: create | list | restore | delete")
+        if not name:
+            raise exceptions.CommandError(f"snapshot {verb}: a snapshot name is required")
+        if verb == "create":
+            s = self._command(lambda c: c.snapshot_create(name))
+            return f"snapshot {s['name']!r} created ({s['rows']} rows)"
+        if verb == "restore":
+            self._command(lambda c: c.snapshot_restore(name))
+            return f"snapshot {name!r} restored"
+        self._command(lambda c: c.snapshot_delete(name))
+        return f"snapshot {name!r} deleted"
 
     @command.command("mockstore.reset")
     def reset(self) -> str:
         """Virtual backend: back to the seeded state."""
-        if self.vb is None:
-            raise exceptions.CommandError("no virtual backend configured (mock_spec / mock_entities)")
-        return self.vb.command("reset")
+        self._command(lambda c: c.reset())
+        return "virtual data reset to the seeded state"
 
     @command.command("mockstore.source")
     def source(self, flows_: Sequence[flow.Flow]) -> Sequence[str]:
@@ -794,7 +935,7 @@ class _OptionsErrorLine(logging.Filter):
 
 def _declared() -> list[tuple]:
     """Every option mockstore adds: its own (with their choices) and its parts'."""
-    parts = drift.OPTIONS + chaosrules.OPTIONS + stubwatch.OPTIONS + vb.OPTIONS
+    parts = drift.OPTIONS + chaosrules.OPTIONS + stubwatch.OPTIONS + vb.OPTIONS + admin.OPTIONS
     return options.OPTIONS + [(name, typespec, default, help, None) for name, typespec, default, help in parts]
 
 

@@ -84,7 +84,7 @@ class Chaos:
         path = req.path.split("?", 1)[0]
         host = req.pretty_host
         for rule in rules.rules:
-            if not rule.matches(method, template, path, host):
+            if not rule.enabled or not rule.matches(method, template, path, host):
                 continue
             if rule.filter and not self._matches_filter(rule, flow):
                 continue

@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 import yaml
 
+from mockstore import changes
 from mockstore.store import Store, register_tables
 
 log = logging.getLogger("mockstore.chaos")
@@ -46,7 +47,7 @@ EFFECTS: dict[str, set[str]] = {
     "timeout": {"seconds"},
 }
 COMMON = {"id", "description", "method", "endpoint", "template", "host", "filter", "probability",
-          "effect"}
+          "effect", "enabled"}
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "*"}
 _LEARNED = re.compile(
     r"^\s*(p\d{1,2}(?:\.\d+)?|p100|mean|median|max|min)\s*(?:[x*×]\s*(\d+(?:\.\d+)?))?\s*$", re.I
@@ -86,7 +87,8 @@ class Rule:
     filter: str | None = None
     params: dict = field(default_factory=dict)
     description: str | None = None
-    source: str = "cli"  # cli | file | command
+    enabled: bool = True  # a rule switched off is kept, with its counters, and never fires
+    source: str = "cli"  # cli | file | command | api
     applied: int = 0
     skipped: int = 0
 
@@ -99,10 +101,13 @@ class Rule:
         d["probability"] = self.probability
         d["effect"] = self.effect
         d.update(self.params)
+        if not self.enabled:
+            d["enabled"] = False
         return d
 
     def to_dict(self) -> dict:
-        return {**self.spec(), "source": self.source, "applied": self.applied, "skipped": self.skipped}
+        return {**self.spec(), "enabled": self.enabled, "source": self.source, "applied": self.applied,
+                "skipped": self.skipped, "describe": self.describe()}
 
     def matches(self, method: str, template: str | None, path: str, host: str) -> bool:
         """Method, endpoint template (or, when the endpoint is unknown, the path) and host.
@@ -191,6 +196,9 @@ def validate(raw: Any, *, name: str | None = None,
     host = raw.get("host")
     if host is not None and (not isinstance(host, str) or not host):
         raise bad("host", f"must be a host name (globs allowed), got {host!r}")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise bad("enabled", f"must be true or false, got {enabled!r}")
     flt = raw.get("filter")
     if flt is not None:
         if not isinstance(flt, str) or not flt.strip():
@@ -207,7 +215,7 @@ def validate(raw: Any, *, name: str | None = None,
     return Rule(
         id=str(rid) if rid is not None else "", effect=effect, probability=float(prob),
         method=method, template=template, host=host, filter=flt, params=params,
-        description=str(desc) if desc is not None else None,
+        description=str(desc) if desc is not None else None, enabled=enabled,
     )
 
 
@@ -296,6 +304,7 @@ class ChaosRules:
         self._deltas: dict[str, list[int]] = {}  # rule id -> [applied, skipped] not yet stored
         self._lock = threading.Lock()
         self._last_counter_flush = time.monotonic()
+        self.generation = 0  # this process's changes of rules or switch (see changes.Watch)
         self.path: Path | None = None
         self._mtime: float | None = None
         self._last_look = 0.0
@@ -326,7 +335,7 @@ class ChaosRules:
         if it is due): the per-flow check that nearly always says no."""
         if self.path is not None:
             self.reload_if_changed()
-        return self._enabled and bool(self._rules)
+        return self._enabled and any(r.enabled for r in self._rules)
 
     @property
     def rules(self) -> list[Rule]:
@@ -351,6 +360,25 @@ class ChaosRules:
             raise ChaosRuleError(f"chaos rule {new.id!r}: field 'id' is already used by another rule")
         new.source = source
         self._rules.append(new)
+        self._save([new])
+        return new
+
+    def replace(self, rule_id: str, rule: dict, *, source: str = "cli") -> Rule:
+        """A new definition for a rule, in its place; its counters stay."""
+        old = self.get(rule_id)
+        new = validate({**rule, "id": old.id}, name=f"chaos rule {old.id!r}", filter_compiler=self.filter_compiler)
+        new.source, new.applied, new.skipped = source, old.applied, old.skipped
+        self._rules = [new if r is old else r for r in self._rules]
+        self._save([new])
+        return new
+
+    def set_enabled(self, rule_id: str, on: bool) -> Rule:
+        """Switch one rule on or off (the switch of all of them is `enabled`)."""
+        old = self.get(rule_id)
+        new = validate({**old.spec(), "enabled": bool(on)}, name=f"chaos rule {old.id!r}",
+                       filter_compiler=self.filter_compiler)
+        new.source, new.applied, new.skipped = old.source, old.applied, old.skipped
+        self._rules = [new if r is old else r for r in self._rules]
         self._save([new])
         return new
 
@@ -476,30 +504,51 @@ class ChaosRules:
             db.execute("update chaos_rules set applied = applied + ?, skipped = skipped + ? where id = ?",
                        [a, s, rid])
             for rid, (a, s) in deltas.items()
-        ])
+        ], counters=True)
 
     # --- the store ------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Read rules and the switch from the store (e.g. after a CLI change)."""
-        if self.store is None:
-            return
-        db = self.store.reader()
+        if self.store is not None:
+            self.apply_stored(self.read_stored(self.store.reader()))
+
+    def read_stored(self, db) -> tuple[bool, list[Rule]]:
+        """The switch and the rules as the store has them (any thread: a running proxy reads
+        them on its writer thread when `changes` says another process changed them)."""
         row = db.execute("select value from chaos_state where key = 'enabled'").fetchone()
-        self._enabled = row is None or row[0] != "0"
+        enabled = row is None or row[0] != "0"
         rules = []
         for rid, source, spec, applied, skipped in db.execute(
             "select id, source, spec, applied, skipped from chaos_rules order by position, id"
         ).fetchall():
             try:
-                r = validate(json.loads(spec), name=f"stored chaos rule {rid!r}",
-                             filter_compiler=self.filter_compiler)
+                # a filter was compiled when its rule was added; not again here, off the loop
+                # (mitmproxy's filter grammar is not made for two threads at once)
+                r = validate(json.loads(spec), name=f"stored chaos rule {rid!r}")
             except (ValueError, TypeError) as e:
                 log.warning("chaos: ignoring a stored rule that is no longer valid: %s", e)
                 continue
             r.id, r.source = rid, source or "cli"
             r.applied, r.skipped = applied or 0, skipped or 0
             rules.append(r)
+        return enabled, rules
+
+    def apply_stored(self, stored: tuple[bool, list[Rule]]) -> None:
+        """Take what `read_stored` read. Counts not in the store yet stay counted: those not
+        handed to it, and those handed but not committed when it was read (the counts only
+        grow, so the larger of the two is the later)."""
+        enabled, rules = stored
+        mine = {r.id: r for r in self._rules}
+        with self._lock:
+            for r in rules:
+                a, s = self._deltas.get(r.id, (0, 0))
+                r.applied += a
+                r.skipped += s
+                if r.id in mine:
+                    r.applied = max(r.applied, mine[r.id].applied)
+                    r.skipped = max(r.skipped, mine[r.id].skipped)
+        self._enabled = enabled
         self._rules = rules
 
     def _save(self, rules: list[Rule]) -> None:
@@ -514,7 +563,14 @@ class ChaosRules:
             for row in rows
         ])
 
-    def _submit(self, write) -> None:
-        if self.store is not None:
+    def _submit(self, write, *, counters: bool = False) -> None:
+        """Queue a write; a change of the rules or the switch (not of counters) is counted in
+        the store, so that every process sharing it reloads them (`mockstore.changes`)."""
+        if self.store is None:
+            return
+        if counters:
             self.store.submit(write)
+        else:
+            self.generation += 1
+            self.store.submit(lambda db: (write(db), changes.bump(db, "chaos")))
 

@@ -177,3 +177,41 @@ def _json_list(text) -> list:
     except ValueError:
         return []
     return value if isinstance(value, list) else []
+
+
+_SUMMARY = "id, ts, method, host, path, status, duration_ms, template, source"
+
+
+def _summary_row(row) -> dict:
+    rid, ts, method, host, path, status, duration, template, source = row
+    return {"id": rid, "time": ts, "method": from_column(method), "host": from_column(host),
+            "path": from_column(path), "status": status, "latency_ms": duration,
+            "template": from_column(template), "source": source or "proxy"}
+
+
+def recent(db: sqlite_utils.Database, *, limit: int = 50, before: int | None = None) -> list[dict]:
+    """The last recordings, newest first: what the admin API shows as recent traffic."""
+    sql, params = f"select {_SUMMARY} from exchanges", []
+    if before is not None:
+        sql += " where id < ?"
+        params.append(before)
+    return [_summary_row(r) for r in db.execute(sql + " order by id desc limit ?", [*params, limit])]
+
+
+def summary(db: sqlite_utils.Database, rid: int, *, bodies: bool = False) -> dict:
+    """One recording as a summary; with its bodies as text (what is not UTF-8 as a note)."""
+    row = db.execute(f"select {_SUMMARY} from exchanges where id = ?", [rid]).fetchone()
+    out = _summary_row(row)
+    if bodies:
+        ex = next(exchanges(db, after=rid - 1), (None, None))[1]
+        if ex is not None:
+            out["request_body"] = _text(ex.request.body)
+            out["response_body"] = _text(ex.response.body)
+    return out
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body[:16384].decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<{len(body)} bytes, not UTF-8>"

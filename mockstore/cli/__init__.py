@@ -187,15 +187,8 @@ def endpoints(db_path, as_json):
     Example:
       mockstore endpoints --db ./mockstore.db
     """
-    model = load_model(db_path)
-    rows = []
-    for ep in sorted(model.endpoints.values(), key=lambda e: (e.host, e.template, e.method)):
-        s = ep.stats
-        rows.append({
-            "method": ep.method, "host": ep.host, "template": ep.template, "count": s.count,
-            "p50_ms": _round(s.percentile(50)), "p95_ms": _round(s.percentile(95)),
-            "statuses": {str(k): v for k, v in sorted(s.statuses.items())},
-        })
+    rows = [{k: e[k] for k in ("method", "host", "template", "count", "p50_ms", "p95_ms", "statuses")}
+            for e in _control(db_path, lambda c: c.endpoints())]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -225,34 +218,41 @@ def schema(db_path, endpoint, status, kind_request):
       mockstore schema 'GET /users/{id}'
       mockstore schema 'POST api.example.com/users' --request
     """
-    model = load_model(db_path)
-    ep = _find(model, endpoint)
-    if kind_request:
-        value = ep.request_schema()
-    else:
-        value = ep.response_schema(status if status is not None else (ep.stats.main_status or 200))
-    if value is None:
-        raise click.ClickException(f"no JSON schema learned for {ep.id}" + ("" if kind_request else f" (statuses seen: {sorted(ep.statuses)})"))
+    value = _control(db_path, lambda c: c.schema(endpoint, status=status, request=kind_request))
     click.echo(json.dumps(value, indent=2))
 
 
-def _find(model: Model, text: str):
-    method, _, rest = text.strip().partition(" ")
-    method = method.upper()
-    hits = [
-        ep for ep in model.endpoints.values()
-        if ep.method == method and rest in (ep.template, f"{ep.host}{ep.template}", ep.id)
-    ]
-    if not hits:
-        near = model.closest_endpoints(method, "", rest.split("/", 1)[-1] if not rest.startswith("/") else rest)
-        raise click.ClickException(f"no endpoint {text!r}; closest: {', '.join(near) or 'none'}")
-    if len(hits) > 1:
-        raise click.ClickException(f"{text!r} is on several hosts: {', '.join(e.id for e in hits)}; add the host")
-    return hits[0]
+def _control(db_path: str, call):
+    """Run one control (`mockstore.control`) on the store; its refusal is a one-line error."""
+    from ..control import Control, ControlError
+
+    if not Path(db_path).exists():
+        raise click.ClickException(f"no store at {db_path}: learn some traffic first (mockstore serve)")
+    c = Control.open(open_store(db_path))
+    try:
+        return call(c)
+    except ControlError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        c.close()
 
 
-def _round(v):
-    return None if v is None else round(v, 1)
+@cli.command()
+@db_option
+@click.argument("mode", required=False, type=click.Choice(["learn", "mock", "failover", "replay"]))
+def mode(db_path, mode):
+    """Show or switch the mode of the proxies running on this store (within a second).
+
+    \b
+    Examples:
+      mockstore mode
+      mockstore mode mock --db api.db
+    """
+    if mode is None:
+        click.echo(_control(db_path, lambda c: c.mode()))
+        return
+    _control(db_path, lambda c: c.set_mode(mode))
+    click.echo(f"mode {mode}")
 
 
 from . import chaos, drift, files, scenarios, stubs, vb  # noqa: E402  (they need `cli` above)

@@ -10,18 +10,19 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mockstore.chaosrules import EFFECTS
+
 if TYPE_CHECKING:
-    from mockstore.chaosrules import ChaosRules
+    from mockstore.control import Control
 
 DB_OPTION = click.option("--db", default="mockstore.db", show_default=True,
                          help="The store (default ./mockstore.db).")
 
 
 @contextmanager
-def _rules(db: str, *, must_exist: bool = False) -> Iterator[ChaosRules]:
-    """The store's rules for one command; a refused rule is a one-line error; closed after."""
-    from mockstore.chaos import compile_filter  # mitmproxy's filter language
-    from mockstore.chaosrules import ChaosRuleError, ChaosRules
+def _control(db: str, *, must_exist: bool = False) -> Iterator[Control]:
+    """The store's controls for one command; a refused rule is a one-line error; closed after."""
+    from mockstore.control import Control, ControlError
     from mockstore.store import Store, StoreError
 
     if must_exist and not Path(db).exists():
@@ -30,26 +31,13 @@ def _rules(db: str, *, must_exist: bool = False) -> Iterator[ChaosRules]:
         store = Store(db)
     except StoreError as e:
         raise click.ClickException(str(e)) from None
+    c = Control.open(store)
     try:
-        yield ChaosRules(store, filter_compiler=compile_filter)
-    except ChaosRuleError as e:
+        yield c
+    except ControlError as e:
         raise click.ClickException(str(e)) from None
     finally:
-        store.close()
-
-
-class _Effects(click.Choice):
-    """The effects chaosrules knows, read when a command needs them, not when `mockstore
-    --help` builds the command (chaosrules imports the store and YAML)."""
-
-    def __init__(self):
-        self.case_sensitive = True
-
-    @property
-    def choices(self):
-        from mockstore.chaosrules import EFFECTS
-
-        return tuple(EFFECTS)
+        c.close()
 
 
 def register(cli: click.Group) -> None:
@@ -74,7 +62,7 @@ def register(cli: click.Group) -> None:
     @click.option("--host", help="Only this host ('*' globs).")
     @click.option("--filter", "flt", help="A mitmproxy filter expression, e.g. '~d example.com & ~m POST'.")
     @click.option("-p", "--probability", type=float, default=1.0, show_default=True, help="0 to 1.")
-    @click.option("--effect", required=True, type=_Effects(), help="What to inject.")
+    @click.option("--effect", required=True, type=click.Choice(list(EFFECTS)), help="What to inject.")
     @click.option("--ms", type=float, help="latency: fixed milliseconds.")
     @click.option("--min-ms", type=float, help="latency: uniform, from.")
     @click.option("--max-ms", type=float, help="latency: uniform, to.")
@@ -101,9 +89,9 @@ def register(cli: click.Group) -> None:
         for k in ("ms", "min_ms", "max_ms", "bytes_per_second"):
             if k in spec and float(spec[k]).is_integer():
                 spec[k] = int(spec[k])
-        with _rules(db) as rules:
-            rule = rules.add(spec)
-        click.echo(f"added chaos rule {rule.id}: {rule.describe()}")
+        with _control(db) as c:
+            rule = c.chaos_add(spec)
+        click.echo(f"added chaos rule {rule['id']}: {rule['describe']}")
 
     @chaos.command(name="list")
     @DB_OPTION
@@ -115,14 +103,17 @@ def register(cli: click.Group) -> None:
         Example:
             mockstore chaos list --json
         """
-        with _rules(db, must_exist=True) as rules:
-            items, enabled = rules.list(), rules.enabled
+        with _control(db, must_exist=True) as c:
+            state = c.chaos_rules()
         if as_json:
-            click.echo(json.dumps({"enabled": enabled, "rules": [r.to_dict() for r in items]}, indent=2))
+            for r in state["rules"]:
+                r.pop("describe")
+            click.echo(json.dumps(state, indent=2))
             return
-        click.echo(f"chaos is {'enabled' if enabled else 'DISABLED'}; {len(items)} rule(s)")
-        for r in items:
-            click.echo(f"  {r.id:<12} {r.describe()}  [applied {r.applied}, skipped {r.skipped}; {r.source}]")
+        click.echo(f"chaos is {'enabled' if state['enabled'] else 'DISABLED'}; {len(state['rules'])} rule(s)")
+        for r in state["rules"]:
+            off = "" if r["enabled"] else " (off)"
+            click.echo(f"  {r['id']:<12} {r['describe']}{off}  [applied {r['applied']}, skipped {r['skipped']}; {r['source']}]")
 
     @chaos.command()
     @DB_OPTION
@@ -134,8 +125,8 @@ def register(cli: click.Group) -> None:
         Example:
             mockstore chaos rm 2
         """
-        with _rules(db, must_exist=True) as rules:
-            rules.remove(rule_id)
+        with _control(db, must_exist=True) as c:
+            c.chaos_remove(rule_id)
         click.echo(f"removed chaos rule {rule_id}")
 
     @chaos.command()
@@ -147,35 +138,41 @@ def register(cli: click.Group) -> None:
         Example:
             mockstore chaos clear
         """
-        with _rules(db) as rules:
-            n = len(rules.list())
-            rules.clear()
+        with _control(db) as c:
+            n = c.chaos_clear()
         click.echo(f"removed {n} chaos rule(s)")
 
     @chaos.command()
     @DB_OPTION
-    def enable(db):
-        """Turn chaos on (the rules apply again).
+    @click.argument("rule_id", required=False)
+    def enable(db, rule_id):
+        """Turn chaos on (the rules apply again), or one rule.
 
         \b
         Example:
             mockstore chaos enable
+            mockstore chaos enable 2
         """
-        _switch(db, True)
+        _switch(db, True, rule_id)
 
     @chaos.command()
     @DB_OPTION
-    def disable(db):
-        """Turn all chaos off at once; the rules are kept.
+    @click.argument("rule_id", required=False)
+    def disable(db, rule_id):
+        """Turn all chaos off at once, or one rule; the rules are kept.
 
         \b
         Example:
             mockstore chaos disable
+            mockstore chaos disable 2
         """
-        _switch(db, False)
+        _switch(db, False, rule_id)
 
 
-def _switch(db: str, on: bool) -> None:
-    with _rules(db) as rules:
-        rules.enabled = on
-    click.echo(f"chaos {'enabled' if on else 'disabled'}")
+def _switch(db: str, on: bool, rule_id: str | None) -> None:
+    with _control(db, must_exist=rule_id is not None) as c:
+        if rule_id is None:
+            c.chaos_enabled(on)
+        else:
+            c.chaos_rule_enabled(rule_id, on)
+    click.echo(f"chaos{'' if rule_id is None else ' rule ' + rule_id} {'enabled' if on else 'disabled'}")

@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from mockstore.control import Control
 
 DB_HELP = "The store (default ./mockstore.db)."
 
 
-def _open(db: str):
+def _open(db: str) -> Control:
+    from mockstore.control import Control
     from mockstore.store import Store, StoreError
 
     if not Path(db).exists():
         raise click.ClickException(f"no store at {db!r}: run the proxy first, or pass --db")
     try:
-        return Store(db)
+        return Control.open(Store(db))
     except StoreError as e:
         raise click.ClickException(str(e)) from None
 
@@ -46,26 +51,24 @@ def register(cli: click.Group) -> None:
         """
         if ctx.invoked_subcommand is not None:
             return
-        from mockstore.drift import DriftWatch
-
-        store = _open(db)
+        c = _open(db)
         try:
-            alerts = DriftWatch(store).alerts(unresolved=unresolved, endpoint=endpoint)
+            alerts = c.drift_alerts(unresolved_only=unresolved, endpoint=endpoint)
         finally:
-            store.close()
+            c.close()
         if as_json:
-            click.echo(json.dumps([a.to_dict() for a in alerts], indent=2, default=str))
+            click.echo(json.dumps(alerts, indent=2, default=str))
             return
         if not alerts:
             click.echo("no drift" + (" left unresolved" if unresolved else " seen"))
             return
         rows = [("ID", "SCORE", "COUNT", "STATE", "LAST SEEN", "ENDPOINT", "SUMMARY")]
         for a in alerts:
-            state = a.resolution or "resolved" if a.resolved else "open"
-            what = a.endpoint if a.kind == "response" else f"{a.endpoint} (request)"
-            if a.kind == "response":
-                what += f" -> {a.status}"
-            rows.append((str(a.id), str(a.score), str(a.count), state, _ago(a.last_seen), what, a.summary))
+            state = a["resolution"] or "resolved" if a["resolved"] else "open"
+            what = a["endpoint"] if a["kind"] == "response" else f"{a['endpoint']} (request)"
+            if a["kind"] == "response":
+                what += f" -> {a['status']}"
+            rows.append((str(a["id"]), str(a["score"]), str(a["count"]), state, _ago(a["last_seen"]), what, a["summary"]))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         for r in rows:
             click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
@@ -83,17 +86,17 @@ def register(cli: click.Group) -> None:
             mockstore drift resolve 3             # the API changed on purpose
             mockstore drift resolve 3 --keep-old  # the API is wrong; keep the old contract
         """
-        from mockstore.drift import DriftError, DriftWatch
+        from mockstore.control import ControlError
 
-        store = _open(db)
+        c = _open(db)
         try:
-            alert = DriftWatch(store).resolve(alert_id, accept=not keep_old)
-        except DriftError as e:
+            alert = c.resolve(alert_id, accept=not keep_old)
+        except ControlError as e:
             raise click.ClickException(str(e)) from None
         finally:
-            store.close()
+            c.close()
         if keep_old:
-            click.echo(f"alert {alert.id} resolved; the old shape stays the contract")
+            click.echo(f"alert {alert['id']} resolved; the old shape stays the contract")
         else:
-            click.echo(f"alert {alert.id} resolved; the new shape is accepted into the baseline "
-                       f"({alert.endpoint})")
+            click.echo(f"alert {alert['id']} resolved; the new shape is accepted into the baseline "
+                       f"({alert['endpoint']})")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import sys
 
 import click
 
-from . import db_option, load_model, open_store
+from . import _control, db_option, open_store
 
 
 def register(cli: click.Group) -> None:
@@ -100,19 +99,7 @@ def export_openapi(db_path, output, fmt, title, api_version):
       mockstore export-openapi -o api.yaml
       mockstore export-openapi -o - --format json --db api.db | jq .paths
     """
-    from .. import openapi, recordings
-    from ..store import StoreError, open_readonly
-
-    model = load_model(db_path)
-    try:
-        db = open_readonly(db_path)
-        try:
-            schemes, seen = recordings.schemes(db), recordings.paths(db)
-        finally:
-            db.conn.close()
-    except (StoreError, sqlite3.DatabaseError) as e:
-        raise click.ClickException(f"cannot read the store {db_path}: {e}") from None
-    doc = openapi.to_openapi(model, title=title, version=api_version, schemes=schemes, seen_paths=seen)
+    doc = _control(db_path, lambda c: c.openapi(c.read_openapi_inputs(), title=title, version=api_version))
     if fmt is None:
         fmt = "json" if getattr(output, "name", "").endswith(".json") else "yaml"
     if fmt == "json":
@@ -122,7 +109,9 @@ def export_openapi(db_path, output, fmt, title, api_version):
 
         yaml.safe_dump(doc, output, sort_keys=False, allow_unicode=True)
     if output.name != "<stdout>":
-        ops = sum(1 for item in doc["paths"].values() for k in item if k in openapi.METHODS)
+        from ..openapi import METHODS
+
+        ops = sum(1 for item in doc["paths"].values() for k in item if k in METHODS)
         click.echo(f"wrote {len(doc['paths'])} paths, {ops} operations to {output.name}")
 
 
@@ -137,15 +126,7 @@ def export_har(db_path, output):
       mockstore export-har -o recorded.har
       mockstore export-har -o - --db api.db | jq '.log.entries | length'
     """
-    from .. import har
-    from ..store import StoreError, open_readonly
-
-    try:
-        db = open_readonly(db_path)
-        n = har.write_har(har.exchanges_from_store(db), output)
-    except (StoreError, sqlite3.DatabaseError) as e:
-        raise click.ClickException(f"cannot read the store {db_path}: {e}") from None
-    db.conn.close()
+    n = _control(db_path, lambda c: c.read_har(output))
     if output.name != "<stdout>":
         click.echo(f"wrote {n} exchanges to {output.name}")
 
@@ -166,7 +147,8 @@ def rebuild_cmd(db_path):
 
     store = open_store(db_path)
     try:
-        n, endpoints = rebuild(store)
+        n = rebuild(store)
+        endpoints = store.reader().execute("select count(*) from endpoints").fetchone()[0]
     finally:
         store.close()
     click.echo(f"learned {n} recorded exchanges again: {endpoints} endpoints")

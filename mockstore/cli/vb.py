@@ -191,7 +191,7 @@ def register(cli: click.Group) -> None:
         Example: mockstore reset --spec petstore.yaml
         """
         with _backend(db, spec, entities, learned, storage, vb_file, seed) as vb:
-            vb.reset()
+            _control(vb).reset()
         click.echo("virtual data reset")
 
     @cli.group()
@@ -209,7 +209,7 @@ def register(cli: click.Group) -> None:
         Example: mockstore snapshot create before-tests --description "clean" --spec petstore.yaml
         """
         with _backend(db, spec, entities, learned, storage, vb_file, seed) as vb:
-            s = vb.snapshot_create(name, description)
+            s = _control(vb).snapshot_create(name, description)
         click.echo(f"snapshot {s['name']!r} created ({s['rows']} rows)")
 
     @snapshot.command("list")
@@ -232,7 +232,7 @@ def register(cli: click.Group) -> None:
         Example: mockstore snapshot restore before-tests --spec petstore.yaml
         """
         with _backend(db, spec, entities, learned, storage, vb_file, seed) as vb:
-            vb.snapshot_restore(name)
+            _control(vb).snapshot_restore(name)
         click.echo(f"snapshot {name!r} restored")
 
     @snapshot.command("delete")
@@ -288,3 +288,10 @@ def _model(db, spec, entities, learned):
     if model is None:
         raise click.ClickException("no resources: give --spec FILE, --entities FILE or --learned")
     return model
+
+
+def _control(vb):
+    """The control surface over one virtual backend (snapshots and reset reach running proxies)."""
+    from mockstore.control import Control
+
+    return Control(None, vb=vb)

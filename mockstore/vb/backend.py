@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from mockstore import changes
 from mockstore.exchange import Request, Response
 from mockstore.store import connect
 
@@ -249,6 +250,7 @@ class VirtualBackend:
             self.sessions.forget_all()
             self._fill(DEFAULT)
             self._mark_initialized()
+            self._changed()
 
     def snapshot_create(self, name: str, description: str = "") -> dict:
         with self.lock:
@@ -264,6 +266,22 @@ class VirtualBackend:
             with self.storage.transaction():
                 self.storage.load(DEFAULT, data, self.pks)
                 self._mark_initialized()
+                self._changed()
+
+    def _changed(self) -> None:
+        """Tell the other processes on this store that the data changed under them (a
+        running proxy reloads what it keeps in memory: `reload`)."""
+        self.conn.execute("create table if not exists meta (key text primary key, value text)")
+        changes.bump(self.conn, "vb")
+
+    def reload(self) -> None:
+        """Another process restored a snapshot or reset the data: read again what this one
+        keeps in memory (a JSON file's rows; which session copies still exist)."""
+        with self.lock:
+            self.storage.reload()
+            alive = set(self.storage.namespaces())
+            for ns in [ns for ns in self.sessions.seen if ns not in alive]:
+                del self.sessions.seen[ns]
 
     def snapshot_delete(self, name: str) -> bool:
         with self.lock:

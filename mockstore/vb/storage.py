@@ -79,6 +79,9 @@ class Storage:
     def transaction(self) -> Iterator[None]:
         yield
 
+    def reload(self) -> None:
+        """Read again what another process may have written (nothing kept: nothing to do)."""
+
     def close(self) -> None:
         pass
 
@@ -219,6 +222,10 @@ class JsonStorage(MemoryStorage):
         super().__init__()
         self.path = Path(path)
         self._dirty = False
+        self.reload()
+
+    def reload(self) -> None:
+        self.data, self.meta = {}, {}
         if self.path.exists():
             try:
                 data = json.loads(self.path.read_text("utf-8"))
@@ -233,8 +240,6 @@ class JsonStorage(MemoryStorage):
                 if isinstance(marks, dict):
                     self.marks[ns] = {r: n for r, n in marks.items() if isinstance(n, int)}
             self.meta = data.get("meta", {})
-        else:
-            self.meta = {}
 
     @contextlib.contextmanager
     def transaction(self):
