@@ -145,7 +145,7 @@ class Responder:
         rows = [r for r in self.model.recent.get(ep.id, ()) if not same_path or r[1] == req.path]
         if self.store is not None:
             seen = {r[0] for r in rows}
-            for id_, path, query, req_body, req_headers, status in recordings.recent(
+            for id_, path, query, req_body, req_headers, status in recordings.of_endpoint(
                 self.store.reader(), ep.host, ep.method, ep.template, path=req.path if same_path else None
             ):
                 if id_ not in seen:

@@ -276,7 +276,7 @@ class Control:
         """The last recorded exchanges, newest first."""
         if not 1 <= limit <= 1000:
             raise ControlError(f"limit must be 1-1000, not {limit}")
-        return recordings.recent(self.store.reader(), limit=limit, before=before)
+        return recordings.traffic(self.store.reader(), limit=limit, before=before)
 
     def read_openapi_inputs(self) -> tuple[dict, list]:
         db = self.store.reader()

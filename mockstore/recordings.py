@@ -72,7 +72,7 @@ def ids_and_keys(db) -> Iterator[tuple[int, int]]:
 # --- by endpoint (closest matching, samples) ----------------------------------------------
 
 
-def recent(db, host: str, method: str, template: str, *, path: str | None = None, limit: int = 50) -> list[tuple]:
+def of_endpoint(db, host: str, method: str, template: str, *, path: str | None = None, limit: int = 50) -> list[tuple]:
     """The newest recordings of an endpoint (of one path of it, if given), newest first:
     (id, path, query pairs, request body, request headers, status)."""
     sql = "select id, path, query, req_body, req_headers, status from exchanges where host = ? and method = ? and template = ?"
@@ -189,7 +189,7 @@ def _summary_row(row) -> dict:
             "template": from_column(template), "source": source or "proxy"}
 
 
-def recent(db: sqlite_utils.Database, *, limit: int = 50, before: int | None = None) -> list[dict]:
+def traffic(db: sqlite_utils.Database, *, limit: int = 50, before: int | None = None) -> list[dict]:
     """The last recordings, newest first: what the admin API shows as recent traffic."""
     sql, params = f"select {_SUMMARY} from exchanges", []
     if before is not None:
