@@ -317,7 +317,21 @@ class _Compiler:
         item = self.node(items, _singular(name), depth + 1, path + "[]")
         if depth >= MAX_DEPTH:
             return lambda g: [item(g) for _ in range(lo)]
-        return lambda g: [item(g) for _ in range(g.rnd.randint(least, hi))]
+        if not _is_object(items) or "id" not in (items.get("properties") or {}):
+            return lambda g: [item(g) for _ in range(g.rnd.randint(least, hi))]
+
+        def distinct(g):
+            """Items are told apart by their id: one drawn twice from the ids seen is one item."""
+            out, ids = [], set()
+            for _ in range(g.rnd.randint(least, hi)):
+                v = item(g)
+                key = _freeze(v.get("id")) if isinstance(v, dict) else None
+                if key not in ids or len(out) < lo:
+                    ids.add(key)
+                    out.append(v)
+            return out
+
+        return distinct
 
     def make_string(self, schema, name, depth, path):
         fmt = schema.get("format")

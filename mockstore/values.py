@@ -59,12 +59,13 @@ def observe(values: dict[str, Fields], status: int, body: Any, params: dict[str,
 
 
 def _walk(fields: Fields, path: str, v: Any, depth: int, wanted: dict, carried: dict) -> None:
-    if isinstance(v, dict):
+    if type(v) is dict:
         if depth >= DEPTH:
             return
+        prefix = path + "." if path else ""
         for k, x in v.items():
-            _walk(fields, f"{path}.{k}" if path else k, x, depth + 1, wanted, carried)
-    elif isinstance(v, list):
+            _walk(fields, prefix + k, x, depth + 1, wanted, carried)
+    elif type(v) is list:
         if depth >= DEPTH:
             return
         path += "[]"
@@ -76,33 +77,63 @@ def _walk(fields: Fields, path: str, v: Any, depth: int, wanted: dict, carried: 
             if len(fields) >= FIELDS:
                 return
             entry = fields[path] = {"n": 0, "v": {}}
-        _count(entry, v)
+        key = _count(entry, v)
         if wanted:
-            name = wanted.get(v if isinstance(v, str) else json.dumps(v))
+            name = wanted.get(v if type(v) is str else key or _text(v))
             if name is not None:
                 carried.setdefault(name, set()).add(path)
 
 
-def _count(entry: dict, v: Any) -> None:
+def _text(v: Any) -> str | None:
+    """A scalar as JSON text, cheaply: most strings need no escaping."""
+    t = type(v)
+    if t is str:
+        if '"' in v or "\\" in v or not v.isprintable():
+            return json.dumps(v)
+        return '"' + v + '"'
+    if t is bool:
+        return "true" if v else "false"
+    if t is int:
+        return str(v)
+    return json.dumps(v)
+
+
+def _count(entry: dict, v: Any) -> str | None:
+    """Count one value; its JSON text, when it was kept."""
     entry["n"] += 1
-    if isinstance(v, str):
+    if type(v) is str:
         n = len(v)
         ln = entry.get("ln")
-        entry["ln"] = [n, n] if ln is None else [min(ln[0], n), max(ln[1], n)]
-        key = json.dumps(v) if n <= LONGEST else None
-    else:
-        if not isinstance(v, bool):
-            lo, hi = entry.get("lo"), entry.get("hi")
-            entry["lo"] = v if lo is None else min(lo, v)
-            entry["hi"] = v if hi is None else max(hi, v)
-        key = json.dumps(v)
+        if ln is None:
+            entry["ln"] = [n, n]
+        elif n < ln[0]:
+            ln[0] = n
+        elif n > ln[1]:
+            ln[1] = n
+        if n > LONGEST:
+            entry["v"] = None
+            return None
+    elif type(v) is not bool:
+        lo = entry.get("lo")
+        if lo is None:
+            entry["lo"] = entry["hi"] = v
+        elif v < lo:
+            entry["lo"] = v
+        elif v > entry["hi"]:
+            entry["hi"] = v
     kept = entry["v"]
     if kept is None:
-        return
-    if key is None or (key not in kept and len(kept) >= KEEP):
+        return None
+    key = _text(v)
+    n = kept.get(key)
+    if n is not None:
+        kept[key] = n + 1
+    elif len(kept) >= KEEP:
         entry["v"] = None
+        return None
     else:
-        kept[key] = kept.get(key, 0) + 1
+        kept[key] = 1
+    return key
 
 
 def combine(into: dict[str, Fields], other: dict[str, Fields], sign: int = 1) -> None:
@@ -257,7 +288,7 @@ def choices(entry: dict) -> tuple[list, list[int]] | None:
 def carriers(fields: Fields, param: str) -> list[str]:
     """The fields that carried path parameter `param` in the learned bodies, the most often
     first."""
-    counts = (fields.get(PARAMS) or {}).get(param) or {}
+    counts = dict((fields.get(PARAMS) or {}).get(param) or {})  # a copy: learning goes on meanwhile
     return sorted(counts, key=lambda p: -counts[p])
 
 

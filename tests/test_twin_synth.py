@@ -224,6 +224,8 @@ def test_synthesis_takes_learned_values_and_the_paths_id():
             seen_status.add(o["status"])
             seen_ids.add(o["id"])
         assert "id" not in body, "never a new top-level field"
+        ids = [o["id"] for o in body["orders"]]
+        assert len(ids) == len(set(ids)), "items are told apart by their ids"
     assert len(seen_status) > 1, "drawn from the learned set, not one value"
     assert synth.learned(ep, 200, seed=1, key="k3", params={"id": "77"}) == synth.learned(ep, 200, seed=1, key="k3", params={"id": "77"})
 
