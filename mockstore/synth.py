@@ -37,6 +37,7 @@ import re
 import string
 import threading
 import uuid
+import weakref
 import zlib
 from collections import OrderedDict
 from datetime import datetime, timezone
@@ -377,7 +378,7 @@ _FORMATS = frozenset({
 })
 
 
-_plans: OrderedDict[tuple, Plan] = OrderedDict()
+_plans: OrderedDict[tuple, tuple] = OrderedDict()  # key -> (weakref to the endpoint, plan)
 _plans_lock = threading.Lock()
 NO_SCHEMA = object()  # `learned` finds no JSON schema for this status
 
@@ -385,18 +386,18 @@ NO_SCHEMA = object()  # `learned` finds no JSON schema for this status
 def plan(ep, status: int) -> Plan | None:
     """The plan of a learned endpoint's response of `status` (an `Endpoint`), None when no
     schema was learned; cached until its samples change."""
-    key = (ep.id, status, ep.response_samples(status))
+    key = (id(ep), ep.id, status, ep.response_samples(status))
     with _plans_lock:
-        p = _plans.get(key)
-        if p is not None:
+        hit = _plans.get(key)
+        if hit is not None and hit[0]() is ep:  # the same endpoint object, not one at its old address
             _plans.move_to_end(key)
-            return p
+            return hit[1]
     schema = ep.response_schema(status)
     if schema is None:
         return None
     p = Plan(schema, ep.stats.values.get(str(status)))
     with _plans_lock:
-        _plans[key] = p
+        _plans[key] = (weakref.ref(ep), p)
         if len(_plans) > PLANS:
             _plans.popitem(last=False)
     return p

@@ -230,13 +230,24 @@ def _combine_params(fields: Fields, table: dict, sign: int) -> None:
 
 def copy_entry(entry: dict) -> dict:
     out = dict(entry)
-    if isinstance(out.get("v"), dict):
-        out["v"] = dict(out["v"])
+    out["v"] = dict(out["v"]) if isinstance(out.get("v"), dict) else None
     if isinstance(out.get("ln"), list):
         out["ln"] = list(out["ln"])
     if "n" not in out:
         out["n"] = 0
     return out
+
+
+def _sound(e: dict) -> dict:
+    """An entry from a row, with what is damaged in it dropped (a bound needs both ends)."""
+    e = copy_entry(e)
+    if not all(isinstance(e.get(k), (int, float)) and not isinstance(e.get(k), bool) for k in ("lo", "hi")):
+        e.pop("lo", None)
+        e.pop("hi", None)
+    ln = e.get("ln")
+    if ln is not None and not (isinstance(ln, list) and len(ln) == 2 and all(isinstance(x, int) for x in ln)):
+        del e["ln"]
+    return e
 
 
 def copy(values: dict[str, Fields]) -> dict[str, Fields]:
@@ -261,7 +272,7 @@ def from_json(d: Any) -> dict[str, Fields]:
             if p == PARAMS and isinstance(e, dict):
                 good[p] = {k: dict(c) for k, c in e.items() if isinstance(c, dict)}
             elif isinstance(e, dict) and isinstance(e.get("n"), int) and (e.get("v") is None or isinstance(e.get("v"), dict)):
-                good[p] = copy_entry(e)
+                good[p] = _sound(e)
         if good:
             out[str(status)] = good
     return out

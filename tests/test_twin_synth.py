@@ -202,6 +202,9 @@ def test_stats_values_round_trip_and_take_away():
     assert back.values == a.values
     assert earlier.plus(delta).values == a.values
     assert EndpointStats.from_json({"values": {"200": {"bad": 3, "s": {"n": "x"}}}}).values == {}, "damage is left out"
+    odd = EndpointStats.from_json({"values": {"200": {"a": {"n": 2, "lo": 1}, "b": {"n": 1, "ln": 7}, "c": {"n": 1}}}})
+    odd.add_values(200, {"a": 5, "b": "xy", "c": "q"})  # a half-damaged entry goes on learning
+    assert odd.values["200"]["a"]["lo"] == odd.values["200"]["a"]["hi"] == 5 and odd.values["200"]["b"]["ln"] == [2, 2]
 
 
 # --- synthesis from the learned values -----------------------------------------------------
