@@ -298,9 +298,13 @@ def choices(entry: dict) -> tuple[list, list[int]] | None:
 
 def carriers(fields: Fields, param: str) -> list[str]:
     """The fields that carried path parameter `param` in the learned bodies, the most often
-    first."""
+    first; one that carried it less than half as often as the first was a coincidence (an id
+    1 and a count of 1)."""
     counts = dict((fields.get(PARAMS) or {}).get(param) or {})  # a copy: learning goes on meanwhile
-    return sorted(counts, key=lambda p: -counts[p])
+    if not counts:
+        return []
+    most = max(counts.values())
+    return sorted((p for p, n in counts.items() if 2 * n >= most), key=lambda p: -counts[p])
 
 
 def path_params(template: str, path: str) -> dict[str, str]:

@@ -124,6 +124,10 @@ def test_values_are_kept_bounded_per_field():
     assert f["text"]["v"] is None and f["text"]["ln"] == [70, 74], "long strings are text, not a set"
     assert f["code"]["ln"] == [4, 6]
     assert f["items[].n"]["n"] == 100 * values.ITEMS, "only the first ITEMS items of an array are walked"
+    ids: dict = {}
+    for uid in range(1, 9):
+        values.observe(ids, 200, {"user": {"id": uid, "likes": 1}}, {"id": str(uid)})
+    assert values.carriers(ids["200"], "id") == ["user.id"], "once is a coincidence (likes 1 at /users/1)"
     wide: dict = {}
     values.observe(wide, 200, {f"k{i}": i for i in range(1000)})
     assert len(wide["200"]) == values.FIELDS
