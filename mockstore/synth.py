@@ -416,7 +416,7 @@ def learned(ep, status: int, *, seed: int = 0, key: str = "", params: dict | Non
 
 
 def _request_json(body: bytes, content_type: str) -> Any:
-    if not body or body[:1] not in (b"{", b"[") and "json" not in content_type:
+    if not body or (body[:1] not in (b"{", b"[") and "json" not in content_type):
         return None
     try:
         return json.loads(body)
