@@ -21,12 +21,11 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from . import bodies, recordings, redact
+from . import bodies, recordings, redact, synth
 from .exchange import Request, Response
 from .learn import body_key, request_key
 from .model import Endpoint, Model
 from .store import Store
-from .synth import synthesize
 
 log = logging.getLogger("mockstore.answer")
 
@@ -185,17 +184,18 @@ class Responder:
         text = _request_text(req)
         # Synthesis is deterministic: the same request to the same model gives the same body,
         # so it is made once (faker is the costly part) until the schema learns more.
-        key = (ep.id, status, ep.response_samples(status), text)
+        key = (ep.id, status, ep.response_samples(status), text, req.body)
         with self._lock:
             resp = self._synthesized.get(key)
         if resp is None:
-            schema = ep.response_schema(status)
-            if schema is None:
+            body = synth.learned(ep, status, seed=self.seed, key=text, params=params, body=req.body,
+                                 content_type=req.content_type)
+            if body is synth.NO_SCHEMA:
                 if ep.response_samples(status) or ep.stats.content_types:
                     return None  # bodies were seen but are not JSON: nothing to synthesize from
                 resp = Response(status, [], b"")
             else:
-                resp = Response.make_json(status, synthesize(schema, seed=self.seed, key=text, overrides=params))
+                resp = Response.make_json(status, body)
             with self._lock:
                 self._synthesized[key] = resp
                 if len(self._synthesized) > SYNTHESIZED_CACHE:

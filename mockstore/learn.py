@@ -15,7 +15,7 @@ from array import array
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from . import bodies, recordings, redact
+from . import bodies, recordings, redact, values
 from .exchange import Exchange, Response, from_wire, is_json_type
 from .model import Endpoint, Model, match_key
 from .schemas import SchemaModel
@@ -233,6 +233,8 @@ class Learner:
             if model is None:
                 model = ep.responses[resp.status] = SchemaModel()
             self._add(model, resp_json, resp_key, resp_known)
+            if resp_json is not None:  # a body learned afresh: what values its fields took
+                ep.stats.add_values(resp.status, resp_json, values.path_params(ep.template, req.path))
 
         if stored_as is not None:
             self.model.ids.advance(stored_as)

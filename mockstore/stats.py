@@ -19,6 +19,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from . import values as _values
 from .paths import classify
 from .schemas import scalar_type
 
@@ -102,6 +103,8 @@ class EndpointStats:
     query: dict[str, dict] = field(default_factory=dict)  # name -> {"schema": {...}, "count": n}
     # shape (`{id}`, `{date}`, `{token}`, `*`) -> {"schema": {...}, "count": n, "example": name}
     query_patterns: dict[str, dict] = field(default_factory=dict)
+    # status text -> response field -> the values it took (see mockstore.values)
+    values: dict[str, dict] = field(default_factory=dict)
 
     EMA_ALPHA = 0.1
 
@@ -115,6 +118,10 @@ class EndpointStats:
             self.latency[b] = self.latency.get(b, 0) + 1
             a = self.EMA_ALPHA
             self.ema_ms = duration_ms if self.ema_ms is None else a * duration_ms + (1 - a) * self.ema_ms
+
+    def add_values(self, status: int, body, params: dict[str, str] | None = None) -> None:
+        """Count the values of one response body learned afresh (see mockstore.values)."""
+        _values.observe(self.values, status, body, params)
 
     def add_query(self, pairs: list[tuple[str, str]]) -> None:
         """Count one request's query parameters: by name, or in the pattern the name folds
@@ -187,6 +194,8 @@ class EndpointStats:
                     dst[k] = n
                 else:
                     dst.pop(k, None)
+        if other.values:
+            _values.combine(self.values, other.values, sign)
         if sign > 0:
             self._merge_query(other.query, other.query_patterns)
             return
@@ -216,6 +225,7 @@ class EndpointStats:
         return EndpointStats(
             self.count, self.ema_ms, dict(self.latency), dict(self.statuses), dict(self.content_types),
             {k: dict(v) for k, v in self.query.items()}, {k: dict(v) for k, v in self.query_patterns.items()},
+            _values.copy(self.values) if self.values else {},
         )
 
     def percentile(self, p: float) -> float | None:
@@ -260,6 +270,7 @@ class EndpointStats:
             "content_types": self.content_types,
             "query": self.query,
             "query_patterns": self.query_patterns,
+            "values": self.values,
             "p50": self.percentile(50),
             "p95": self.percentile(95),
             "p99": self.percentile(99),
@@ -277,6 +288,7 @@ class EndpointStats:
             latency={int(k): v for k, v in d.get("latency", {}).items()},
             statuses={int(k): v for k, v in d.get("statuses", {}).items()},
             content_types=dict(d.get("content_types", {})),
+            values=_values.from_json(d.get("values")),
         )
         if len(query) <= QUERY_NAMES:
             s.query, s.query_patterns = dict(query), dict(patterns)

@@ -2,9 +2,10 @@
 
 Mocked responses must look real (an `email` field holds an email, `created_at` a recent
 timestamp) and must be reproducible: the same request to the same model gives the same
-body, so a test that passed once passes again. Everything random is drawn from one Faker
-seeded per call from a stable hash of (seed, key); the Faker itself is built once, because
-building one costs a good fraction of a second.
+body, so a test that passed once passes again. Everything random is drawn from one
+`random.Random` seeded per call from a stable hash of (seed, key). Faker only fills pools of
+values once per process (`_Pools`, each from a fixed seed): a draw from a pool costs a
+microsecond where a Faker call cost tens, and faker was most of a synthesized answer's cost.
 
 What is understood: type (and type lists, OpenAPI's `nullable`), enum, const, format,
 min/max (inclusive and exclusive, draft 4 and later), multipleOf, min/maxLength, pattern (a
@@ -13,19 +14,36 @@ properties, required, additionalProperties, anyOf/oneOf (the first non-null bran
 allOf (merged), and local `$ref`s (`#/components/schemas/X`, `#/definitions/X`, any JSON
 pointer) resolved against `root`, with recursion cut short. Field names steer the values
 when the schema leaves room; a `format` wins over a name.
+
+For a learned endpoint (`learned`), what the traffic taught wins over names and faker: a
+field that took few values (mockstore.values) takes one of them, as often as it was seen (an
+enum, a currency, the user ids seen); one that took many stays inside the learned range of
+numbers and lengths of strings. The request's own values are carried in: path parameters
+into the fields that carried them in the learned bodies (or the field of their name, at the
+top or in the envelope), and a create/update's body fields into the response fields of the
+same names, at the top or in the envelope (`{"post": {...}}`). Only fields the schema has are
+ever filled: the body validates against the learned schema read strictly.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import itertools
+import json
+import random
 import re
 import string
 import threading
+import uuid
+import weakref
+import zlib
+from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any
 
-from faker import Faker
+from . import values as _values
 
 try:  # Python 3.11+
     import re._parser as _sre  # type: ignore[import-not-found]
@@ -40,13 +58,75 @@ MAX_ITEMS = 5
 MAX_LENGTH = 65536
 MAX_COUNT = 1000
 NULL_RATE = 0.1  # how often a nullable field is null
+POOL = 256  # values in each pool of faker values
+PLANS = 512  # learned endpoints' plans kept
 
-_faker = Faker("en_US")
-_lock = threading.Lock()
-
-_EPOCH_START = datetime(2021, 1, 1, tzinfo=timezone.utc)
-_EPOCH_END = datetime(2025, 12, 31, tzinfo=timezone.utc)
+_EPOCH_START = int(datetime(2021, 1, 1, tzinfo=timezone.utc).timestamp())
+_EPOCH_END = int(datetime(2025, 12, 31, tzinfo=timezone.utc).timestamp())
 _STATUS_WORDS = ["active", "pending", "inactive", "completed", "approved", "archived"]
+
+
+class _Pools:
+    """Faker values made once, POOL of each kind, each kind from its own fixed seed: the same
+    pools in every process, whatever was asked first."""
+
+    MAKERS = {
+        "word": lambda f: f.word(),
+        "words": lambda f: f.sentence(nb_words=3).rstrip("."),
+        "title": lambda f: f.sentence(nb_words=4).rstrip("."),
+        "paragraph": lambda f: f.paragraph(nb_sentences=2),
+        "email": lambda f: f.email(),
+        "first_name": lambda f: f.first_name(),
+        "last_name": lambda f: f.last_name(),
+        "name": lambda f: f.name(),
+        "user_name": lambda f: f.user_name(),
+        "url": lambda f: f.url(),
+        "uri": lambda f: f.url() + f.uri_path(),
+        "image_url": lambda f: f.image_url(),
+        "phone_number": lambda f: f.phone_number(),
+        "city": lambda f: f.city(),
+        "country": lambda f: f.country(),
+        "country_code": lambda f: f.country_code(),
+        "street_address": lambda f: f.street_address(),
+        "postcode": lambda f: f.postcode(),
+        "company": lambda f: f.company(),
+        "currency_code": lambda f: f.currency_code(),
+        "color_name": lambda f: f.color_name(),
+        "slug": lambda f: f.slug(),
+        "token": lambda f: f.password(length=16, special_chars=False),
+        "password": lambda f: f.password(length=12),
+        "time": lambda f: f.time() + "Z",
+        "domain_name": lambda f: f.domain_name(),
+        "ipv4": lambda f: f.ipv4(),
+        "ipv6": lambda f: f.ipv6(),
+    }
+
+    def __init__(self):
+        self._pools: dict[str, list] = {}
+        self._lock = threading.Lock()
+        self._faker = None
+
+    def draw(self, rnd: random.Random, kind: str) -> Any:
+        pool = self._pools.get(kind)
+        if pool is None:
+            pool = self._fill(kind)
+        return pool[int(rnd.random() * len(pool))]
+
+    def _fill(self, kind: str) -> list:
+        with self._lock:
+            pool = self._pools.get(kind)
+            if pool is None:
+                if self._faker is None:
+                    from faker import Faker  # building one costs a good fraction of a second
+
+                    self._faker = Faker("en_US")
+                self._faker.seed_instance(zlib.crc32(kind.encode()))
+                make = self.MAKERS[kind]
+                pool = self._pools[kind] = [make(self._faker) for _ in range(POOL)]
+        return pool
+
+
+_pools = _Pools()
 
 
 class SynthError(ValueError):
@@ -60,32 +140,341 @@ def synthesize(
     key: str = "",
     overrides: dict | None = None,
     root: dict | None = None,
+    learned: "Plan | None" = None,
+    request: Any = None,
 ) -> object:
-    """A value valid for `schema`, determined by (schema, seed, key, overrides).
+    """A value valid for `schema`, determined by (schema, seed, key, overrides, learned,
+    request).
 
-    `overrides` force top-level fields by name (`{"id": "42"}`), coerced to the field's
-    type; a value that cannot be coerced is ignored."""
+    `overrides` force fields by name (`{"id": "42"}`, path parameters), coerced to the field's
+    type; a value that cannot be coerced is ignored, and so is a name the schema does not
+    have. `learned`: what the traffic taught about this schema's fields (see `plan`);
+    `request`: the request's JSON body, whose fields are carried into the fields of the same
+    names. Forced and carried values replace what was drawn, so the rest of the body is the
+    same whatever the request's values."""
     if not isinstance(schema, (dict, bool)):
         raise SynthError(f"a schema must be an object, not {type(schema).__name__}")
     digest = hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest()
-    with _lock:
-        _faker.seed_instance(int.from_bytes(digest, "big"))
-        gen = _Generator(_faker, root if root is not None else schema)
-        try:
-            value = gen.value(schema, "", 0)
-            if overrides and isinstance(value, dict):
-                gen.override(schema, value, overrides)
-        except RecursionError:
-            raise SynthError("the schema is nested too deeply to synthesize") from None
-    return value
+    rnd = random.Random(int.from_bytes(digest, "big"))
+    gen = _Generator(rnd, root if root is not None else schema, learned)
+    try:
+        gen.carry(schema, overrides, request)
+        if learned is not None and learned.schema is schema:
+            return learned.compiled()(gen)
+        return gen.value(schema, "", 0, "")
+    except RecursionError:
+        raise SynthError("the schema is nested too deeply to synthesize") from None
+
+
+class Plan:
+    """What synthesis of one learned (endpoint, status) needs, made once from its schema and
+    its values (mockstore.values) and reused until the endpoint learns more: the schema
+    itself (genson's `to_schema` is not free), the fields' value sets as cumulative weights,
+    their bounds as schema keywords, and the fields that carried each path parameter."""
+
+    __slots__ = ("schema", "choices", "bounds", "carriers", "_compiled", "_envelope")
+
+    def __init__(self, schema: dict, fields: dict | None):
+        self.schema = schema
+        self._compiled = None
+        self._envelope: Any = False  # not looked for yet
+        self.choices: dict[str, tuple[list, list]] = {}
+        self.bounds: dict[str, dict] = {}
+        self.carriers: dict[str, list[str]] = {}
+        if not fields:
+            return
+        fields = dict(fields)  # a snapshot: learning goes on in another thread
+        for path, entry in fields.items():
+            if path == _values.PARAMS:
+                for name in list(dict(entry)):
+                    self.carriers[name] = _values.carriers(fields, name)
+                continue
+            entry = dict(entry)
+            if isinstance(entry.get("v"), dict):
+                entry["v"] = dict(entry["v"])
+            picked = _values.choices(entry)
+            if picked is not None:
+                vals, weights = picked
+                self.choices[path] = (vals, list(itertools.accumulate(weights)))
+                continue
+            bound = {}
+            if entry.get("lo") is not None and entry.get("hi") is not None:
+                bound["minimum"], bound["maximum"] = entry["lo"], entry["hi"]
+            if isinstance(entry.get("ln"), list) and len(entry["ln"]) == 2:
+                bound["minLength"], bound["maxLength"] = entry["ln"]
+            if bound:
+                self.bounds[path] = bound
+
+
+    def envelope(self, gen: "_Generator") -> str | None:
+        if self._envelope is False:
+            self._envelope = gen.envelope_of(self.schema)
+        return self._envelope
+
+    def compiled(self):
+        """The schema made into a tree of small functions, once: walking the schema for
+        every answer (which keywords, which name, which type) cost more than the values."""
+        if self._compiled is None:
+            self._compiled = _Compiler(self).node(self.schema, "", 0, "")
+        return self._compiled
+
+
+# Keywords the compiler leaves to the generator (which understands them all).
+_INTERPRETED = frozenset({
+    "$ref", "allOf", "anyOf", "oneOf", "not", "pattern", "multipleOf", "prefixItems", "uniqueItems",
+    "minProperties", "patternProperties", "if", "contains",
+})
+
+
+class _Compiler:
+    def __init__(self, plan: Plan):
+        self.plan = plan
+
+    def node(self, schema: Any, name: str, depth: int, path: str):
+        """A function of a `_Generator` that makes a value for `schema` at `path`."""
+        if not isinstance(schema, dict) or not schema or not _INTERPRETED.isdisjoint(schema) or depth > MAX_DEPTH:
+            return lambda g: g.drawn(schema, name, depth, path)
+        if "const" in schema:
+            const = schema["const"]
+            return lambda g: const
+        if isinstance(schema.get("enum"), list) and schema["enum"]:
+            enum = [v for v in schema["enum"] if v is not None] or schema["enum"]
+            return lambda g: g.rnd.choice(enum)
+        picked = self.plan.choices.get(path)
+        if picked is not None:
+            vals, cum = picked
+            weights = [c - (cum[i - 1] if i else 0) for i, c in enumerate(cum)]
+            fit = [(v, w) for v, w in zip(vals, weights) if _fits(v, schema)]
+            if fit:
+                vals = [v for v, _ in fit]
+                cum = list(itertools.accumulate(w for _, w in fit))
+                if len(vals) == 1:
+                    only = vals[0]
+                    return lambda g: only
+                return lambda g: g.rnd.choices(vals, cum_weights=cum)[0]
+        bound = self.plan.bounds.get(path)
+        if bound is not None:
+            schema = _bounded(schema, bound)
+        t = schema.get("type")
+        nullable = schema.get("nullable") is True
+        if isinstance(t, list):
+            real = [x for x in t if x != "null"]
+            if len(real) != 1 or real[0] not in _TYPES:
+                return lambda g: g.drawn(schema, name, depth, path)
+            nullable = nullable or "null" in t
+            t = real[0]
+        if t not in _TYPES:
+            return lambda g: g.drawn(schema, name, depth, path)
+        make = getattr(self, "make_" + t)(schema, name, depth, path)
+        if make is None:
+            return lambda g: g.drawn(schema, name, depth, path)
+        if nullable:
+            return lambda g: None if g.rnd.random() < NULL_RATE else make(g)
+        return make
+
+    def make_null(self, schema, name, depth, path):
+        return lambda g: None
+
+    def make_boolean(self, schema, name, depth, path):
+        return lambda g: g.rnd.random() < 0.5
+
+    def make_object(self, schema, name, depth, path):
+        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        required = [r for r in schema.get("required") or [] if isinstance(r, str)]
+        extra = schema.get("additionalProperties")
+        if any(r not in props for r in required) or (not props and isinstance(extra, dict) and extra):
+            return None
+        keep_all = depth < MAX_DEPTH
+        children = []
+        for prop, sub in props.items():
+            if keep_all or prop in required:
+                p = f"{path}.{prop}" if path else prop
+                flat = sub if isinstance(sub, dict) else {}
+                children.append((prop, p, self.node(sub, prop, depth + 1, p), flat))
+
+        def make(g):
+            out = {}
+            at = g.at
+            for prop, p, node, flat in children:
+                v = node(g)
+                if p in at:
+                    ok, c = coerce_deep(at[p], g.flatten(flat))
+                    if ok:
+                        v = c
+                out[prop] = v
+            return out
+
+        return make
+
+    def make_array(self, schema, name, depth, path):
+        items = schema.get("items", True)
+        if not isinstance(items, dict):
+            return None
+        lo = schema.get("minItems")
+        lo = min(max(lo, 0), MAX_COUNT) if isinstance(lo, int) else 0
+        hi = schema.get("maxItems")
+        hi = min(int(hi), max(lo, MAX_ITEMS)) if isinstance(hi, int) else max(lo, MAX_ITEMS)
+        least = min(max(lo, 1), hi)
+        item = self.node(items, _singular(name), depth + 1, path + "[]")
+        if depth >= MAX_DEPTH:
+            return lambda g: [item(g) for _ in range(lo)]
+        if not _is_object(items) or "id" not in (items.get("properties") or {}):
+            return lambda g: [item(g) for _ in range(g.rnd.randint(least, hi))]
+
+        def distinct(g):
+            """Items are told apart by their id: one drawn twice from the ids seen is one item."""
+            out, ids = [], set()
+            for _ in range(g.rnd.randint(least, hi)):
+                v = item(g)
+                key = _freeze(v.get("id")) if isinstance(v, dict) else None
+                if key not in ids or len(out) < lo:
+                    ids.add(key)
+                    out.append(v)
+            return out
+
+        return distinct
+
+    def make_string(self, schema, name, depth, path):
+        fmt = schema.get("format")
+        sized = "minLength" in schema or "maxLength" in schema
+        by_format = isinstance(fmt, str) and fmt in _FORMATS
+        rule = None if by_format else _name_rule(name, "string") if name else None
+
+        def make(g):
+            if by_format:
+                s = g.by_format(fmt)
+            elif rule is not None:
+                s = rule(g)
+            else:
+                s = g.draw("word") if g.rnd.random() < 0.5 else g.draw("words")
+            return g.fit_length(s, schema) if sized else s
+
+        return make
+
+    def make_integer(self, schema, name, depth, path):
+        return self._number(schema, name, True)
+
+    def make_number(self, schema, name, depth, path):
+        return self._number(schema, name, False)
+
+    def _number(self, schema, name, integer):
+        rule = _name_rule(name, "integer" if integer else "number") if name else None
+        bounded = any(k in schema for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"))
+
+        def make(g):
+            v = rule(g) if rule is not None else None
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                v = g.rnd.randint(1, 1000) if integer else round(g.rnd.uniform(0, 1000), 2)
+            if bounded:
+                v = g.clamp(v if integer else float(v), schema, integer=integer)
+            return int(v) if integer else v
+
+        return make
+
+
+_FORMATS = frozenset({
+    "date-time", "date", "time", "email", "idn-email", "uuid", "uri", "url", "iri", "uri-reference",
+    "iri-reference", "uriref", "hostname", "idn-hostname", "ipv4", "ipv6", "byte", "password", "duration", "regex",
+})
+
+
+_plans: OrderedDict[tuple, tuple] = OrderedDict()  # key -> (weakref to the endpoint, plan)
+_plans_lock = threading.Lock()
+NO_SCHEMA = object()  # `learned` finds no JSON schema for this status
+
+
+def plan(ep, status: int) -> Plan | None:
+    """The plan of a learned endpoint's response of `status` (an `Endpoint`), None when no
+    schema was learned; cached until its samples change."""
+    key = (id(ep), ep.id, status, ep.response_samples(status))
+    with _plans_lock:
+        hit = _plans.get(key)
+        if hit is not None and hit[0]() is ep:  # the same endpoint object, not one at its old address
+            _plans.move_to_end(key)
+            return hit[1]
+    schema = ep.response_schema(status)
+    if schema is None:
+        return None
+    p = Plan(schema, ep.stats.values.get(str(status)))
+    with _plans_lock:
+        _plans[key] = (weakref.ref(ep), p)
+        if len(_plans) > PLANS:
+            _plans.popitem(last=False)
+    return p
+
+
+def learned(ep, status: int, *, seed: int = 0, key: str = "", params: dict | None = None,
+            body: bytes = b"", content_type: str = "") -> object:
+    """A body for a request to a learned endpoint, answered with `status`: its path's
+    parameters `params`, its own `body` carried in. NO_SCHEMA when no JSON schema was
+    learned for that status."""
+    p = plan(ep, status)
+    if p is None:
+        return NO_SCHEMA
+    return synthesize(p.schema, seed=seed, key=key, overrides=params, learned=p,
+                      request=_request_json(body, content_type))
+
+
+def _request_json(body: bytes, content_type: str) -> Any:
+    if not body or (body[:1] not in (b"{", b"[") and "json" not in content_type):
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None  # not JSON after all: nothing to carry
 
 
 class _Generator:
-    def __init__(self, fake: Faker, root: Any):
-        self.fake = fake
-        self.rnd = fake.random
+    def __init__(self, rnd: random.Random, root: Any, learned: Plan | None = None):
+        self.rnd = rnd
         self.root = root
         self.refs: dict[str, int] = {}
+        self.plan = learned
+        self.at: dict[str, Any] = {}  # field path -> the raw value the request gives it
+
+    def draw(self, kind: str) -> Any:
+        return _pools.draw(self.rnd, kind)
+
+    # -- the request's values -------------------------------------------------------
+
+    def carry(self, schema: Any, overrides: dict | None, request: Any) -> None:
+        """Where the request's values go: path parameters into the fields that carried them
+        in the learned bodies, else (and body fields) into the fields of their names at the
+        top or in the envelope (the one object property of the top)."""
+        if not overrides and not isinstance(request, dict):
+            return
+        plan = self.plan
+        envelope = plan.envelope(self) if plan is not None and plan.schema is schema else self.envelope_of(schema)
+        at = self.at
+        named: list[tuple[str, Any]] = []
+        carriers = plan.carriers if plan is not None else {}
+        for name, raw in (overrides or {}).items():
+            paths = carriers.get(name)
+            if paths:
+                for p in paths:
+                    at.setdefault(p, raw)
+            else:
+                named.append((name, raw))
+        if isinstance(request, dict):
+            named.extend((k, v) for k, v in request.items() if not isinstance(v, dict))
+            for v in request.values():
+                if isinstance(v, dict):  # the request's own envelope
+                    named.extend(v.items())
+        for name, raw in named:
+            at.setdefault(name, raw)
+            if envelope:
+                at.setdefault(f"{envelope}.{name}", raw)
+
+    def envelope_of(self, schema: Any) -> str | None:
+        """The one object-valued property of the top object (`{"post": {...}, "count": 2}`)."""
+        top = self.flatten(schema)
+        if isinstance(top, dict):
+            for key in ("oneOf", "anyOf"):
+                if isinstance(top.get(key), list) and top[key]:
+                    top = _merge({k: v for k, v in top.items() if k != key}, self.flatten(top[key][0]))
+        props = top.get("properties") if isinstance(top, dict) and isinstance(top.get("properties"), dict) else {}
+        objects = [k for k, v in props.items() if _is_object(self.flatten(v))]
+        return objects[0] if len(objects) == 1 else None
 
     # -- schema plumbing ------------------------------------------------------------
 
@@ -118,11 +507,19 @@ class _Generator:
 
     # -- values ---------------------------------------------------------------------
 
-    def value(self, schema: Any, name: str, depth: int) -> Any:
+    def value(self, schema: Any, name: str, depth: int, path: str = "") -> Any:
+        v = self.drawn(schema, name, depth, path)
+        if path in self.at:
+            ok, coerced = coerce_deep(self.at[path], self.flatten(schema) if isinstance(schema, dict) else {})
+            if ok:
+                return coerced
+        return v
+
+    def drawn(self, schema: Any, name: str, depth: int, path: str) -> Any:
         if schema is True or schema == {}:
             if _snake(name).startswith(("is_", "has_")):
                 return self.rnd.random() < 0.5
-            return self.by_name(name, "string", None) or self.fake.word()
+            return self.by_name(name, "string", None) or self.draw("word")
         if schema is False or not isinstance(schema, dict):
             return None
         ref = schema.get("$ref")
@@ -131,11 +528,11 @@ class _Generator:
                 return self.minimal(schema)
             self.refs[ref] = self.refs.get(ref, 0) + 1
             try:
-                return self.value(self.flatten(schema), name, depth + 1)
+                return self.drawn(self.flatten(schema), name, depth + 1, path)
             finally:
                 self.refs[ref] -= 1
         if "allOf" in schema:
-            return self.value(self.flatten(schema), name, depth)
+            return self.drawn(self.flatten(schema), name, depth, path)
         if "const" in schema:
             return schema["const"]
         if isinstance(schema.get("enum"), list) and schema["enum"]:
@@ -144,11 +541,22 @@ class _Generator:
         for key in ("oneOf", "anyOf"):
             branches = schema.get(key)
             if isinstance(branches, list) and branches:
-                return self.value(self.branch(schema, key, branches), name, depth)
+                return self.drawn(self.branch(schema, key, branches), name, depth, path)
+        plan = self.plan
+        if plan is not None:
+            picked = plan.choices.get(path)
+            if picked is not None:  # a field that took few values takes one of them
+                vals, cum = picked
+                v = self.rnd.choices(vals, cum_weights=cum)[0]
+                if _fits(v, schema):
+                    return v
+            bound = plan.bounds.get(path)
+            if bound is not None:  # ... and one that took many stays in their range
+                schema = _bounded(schema, bound)
         t = self.pick_type(schema)
         if t == "null":
             return None
-        return getattr(self, "make_" + t.replace("-", "_"))(schema, name, depth)
+        return getattr(self, "make_" + t.replace("-", "_"))(schema, name, depth, path)
 
     def branch(self, schema: dict, key: str, branches: list) -> dict:
         """The chosen anyOf/oneOf branch with the parent's other keywords merged in."""
@@ -191,32 +599,32 @@ class _Generator:
 
     def make_any_scalar(self, schema: dict, t: str) -> Any:
         maker = getattr(self, "make_" + t, None)
-        return maker(schema, "", MAX_DEPTH + 1) if maker and t not in ("object", "array") else None
+        return maker(schema, "", MAX_DEPTH + 1, "") if maker and t not in ("object", "array") else None
 
-    def make_object(self, schema: dict, name: str, depth: int) -> dict:
+    def make_object(self, schema: dict, name: str, depth: int, path: str = "") -> dict:
         props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
         required = [r for r in schema.get("required") or [] if isinstance(r, str)]
         out: dict = {}
         keep_all = depth < MAX_DEPTH
         for prop, sub in props.items():
             if keep_all or prop in required:
-                out[prop] = self.value(sub, prop, depth + 1)
+                out[prop] = self.value(sub, prop, depth + 1, f"{path}.{prop}" if path else prop)
         extra = schema.get("additionalProperties")
         for prop in required:
             if prop not in out:
                 sub = extra if isinstance(extra, dict) else True
-                out[prop] = self.value(sub, prop, depth + 1)
+                out[prop] = self.value(sub, prop, depth + 1, f"{path}.{prop}" if path else prop)
         if not props and isinstance(extra, dict) and extra and keep_all:
             for _ in range(self.rnd.randint(1, 3)):
-                out.setdefault(self.fake.word(), self.value(extra, "", depth + 1))
+                out.setdefault(self.draw("word"), self.value(extra, "", depth + 1, path + ".*"))
         want = schema.get("minProperties")
         if isinstance(want, int) and extra is not False:
             want = min(want, MAX_COUNT)
             while len(out) < want:
-                out[f"{self.fake.word()}_{len(out)}"] = self.value(extra if isinstance(extra, dict) else True, "", depth + 1)
+                out[f"{self.draw('word')}_{len(out)}"] = self.value(extra if isinstance(extra, dict) else True, "", depth + 1, path + ".*")
         return out
 
-    def make_array(self, schema: dict, name: str, depth: int) -> list:
+    def make_array(self, schema: dict, name: str, depth: int, path: str = "") -> list:
         lo = schema.get("minItems")
         lo = min(max(lo, 0), MAX_COUNT) if isinstance(lo, int) else 0
         hi = schema.get("maxItems")
@@ -234,13 +642,14 @@ class _Generator:
             n = min(n, len(prefix))
         n = max(n, min(lo, len(prefix)) if items is False else lo)
         item_name = _singular(name)
+        item_path = path + "[]"
         out: list = []
         seen: set = set()
         attempts = 0
         while len(out) < n and attempts < n * 10 + 10:
             attempts += 1
             sub = prefix[len(out)] if len(out) < len(prefix) else items
-            v = self.value(sub, item_name, depth + 1)
+            v = self.value(sub, item_name, depth + 1, item_path)
             if schema.get("uniqueItems"):
                 marker = _freeze(v)
                 if marker in seen:
@@ -249,7 +658,7 @@ class _Generator:
             out.append(v)
         return out
 
-    def make_string(self, schema: dict, name: str, depth: int) -> str:
+    def make_string(self, schema: dict, name: str, depth: int, path: str = "") -> str:
         fmt = schema.get("format")
         s = self.by_format(fmt) if isinstance(fmt, str) else None
         pattern = schema.get("pattern")
@@ -258,7 +667,7 @@ class _Generator:
         if s is None:
             s = self.by_name(name, "string", None)
             if not isinstance(s, str):
-                s = self.fake.word() if self.rnd.random() < 0.5 else self.fake.sentence(nb_words=3).rstrip(".")
+                s = self.draw("word") if self.rnd.random() < 0.5 else self.draw("words")
         if isinstance(pattern, str) and not _search(pattern, s):
             s = self.from_pattern(pattern) or s
         return self.fit_length(s, schema)
@@ -273,19 +682,19 @@ class _Generator:
             s = s[: max(hi, 0)]
         return s
 
-    def make_integer(self, schema: dict, name: str, depth: int) -> int:
+    def make_integer(self, schema: dict, name: str, depth: int, path: str = "") -> int:
         v = self.by_name(name, "integer", schema)
         if not isinstance(v, int) or isinstance(v, bool):
             v = self.rnd.randint(1, 1000)
         return int(self.clamp(v, schema, integer=True))
 
-    def make_number(self, schema: dict, name: str, depth: int) -> float:
+    def make_number(self, schema: dict, name: str, depth: int, path: str = "") -> float:
         v = self.by_name(name, "number", schema)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             v = round(self.rnd.uniform(0, 1000), 2)
         return self.clamp(float(v), schema, integer=False)
 
-    def make_boolean(self, schema: dict, name: str, depth: int) -> bool:
+    def make_boolean(self, schema: dict, name: str, depth: int, path: str = "") -> bool:
         return self.rnd.random() < 0.5
 
     def clamp(self, v: float, schema: dict, *, integer: bool) -> float:
@@ -333,121 +742,46 @@ class _Generator:
     # -- content --------------------------------------------------------------------
 
     def by_format(self, fmt: str) -> str | None:
-        f = self.fake
+        r = self.rnd
         match fmt:
             case "date-time":
                 return self.moment().isoformat()
             case "date":
                 return self.moment().date().isoformat()
             case "time":
-                return f.time() + "Z"
+                return self.draw("time")
             case "email" | "idn-email":
-                return f.email()
+                return self.draw("email")
             case "uuid":
-                return f.uuid4()
+                return str(uuid.UUID(int=r.getrandbits(128), version=4))
             case "uri" | "url" | "iri" | "uri-reference" | "iri-reference" | "uriref":
-                return f.url() + f.uri_path()
+                return self.draw("uri")
             case "hostname" | "idn-hostname":
-                return f.domain_name()
+                return self.draw("domain_name")
             case "ipv4":
-                return f.ipv4()
+                return self.draw("ipv4")
             case "ipv6":
-                return f.ipv6()
+                return self.draw("ipv6")
             case "byte":
-                return base64.b64encode(f.binary(length=12)).decode()
+                return base64.b64encode(r.randbytes(12)).decode()
             case "password":
-                return f.password(length=12)
+                return self.draw("password")
             case "duration":
-                return f"P{self.rnd.randint(1, 30)}D"
+                return f"P{r.randint(1, 30)}D"
             case "regex":
                 return "^[a-z]+$"
         return None
 
     def moment(self) -> datetime:
         """A time in a fixed window: relative windows would change the output day by day."""
-        return self.fake.date_time_between(_EPOCH_START, _EPOCH_END, tzinfo=timezone.utc).replace(microsecond=0)
+        return datetime.fromtimestamp(self.rnd.randint(_EPOCH_START, _EPOCH_END), timezone.utc)
 
     def by_name(self, name: str, t: str, schema: dict | None) -> Any:
         """A value suggested by a field's name, of JSON type `t`, or None."""
         if not name:
             return None
-        n = _snake(name)
-        f, r = self.fake, self.rnd
-        if t == "integer" or t == "number":
-            if n in ("id", "uid", "pid") or n.endswith("_id"):
-                return r.randint(1, 10000)
-            if n in ("age",):
-                return r.randint(18, 90)
-            if "count" in n or n.startswith(("num_", "total")) or n in ("quantity", "qty", "size", "limit"):
-                return r.randint(0, 100)
-            if n in ("lat", "latitude"):
-                return float(f.latitude()) if t == "number" else r.randint(-90, 90)
-            if n in ("lng", "lon", "long", "longitude"):
-                return float(f.longitude()) if t == "number" else r.randint(-180, 180)
-            if any(w in n for w in ("price", "amount", "cost", "total", "balance", "fee")):
-                return round(r.uniform(1, 1000), 2) if t == "number" else r.randint(1, 1000)
-            if n in ("year",):
-                return r.randint(1990, 2025)
-            if n.endswith("_at") or n in ("timestamp", "time", "date"):
-                return int(self.moment().timestamp())
-            return None
-        if t != "string":
-            return None
-        if n == "email" or n.endswith("_email") or n == "mail":
-            return f.email()
-        if n in ("first_name", "firstname", "given_name"):
-            return f.first_name()
-        if n in ("last_name", "lastname", "surname", "family_name"):
-            return f.last_name()
-        if n in ("name", "full_name", "fullname", "display_name", "author", "owner"):
-            return f.name()
-        if n in ("username", "user_name", "login", "handle", "nickname"):
-            return f.user_name()
-        if n in ("url", "website", "homepage", "link", "href") or n.endswith("_url"):
-            return f.url()
-        if n in ("avatar", "avatar_url", "image", "photo", "picture", "thumbnail"):
-            return f.image_url()
-        if "phone" in n or n in ("mobile", "fax"):
-            return f.phone_number()
-        if n == "city":
-            return f.city()
-        if n == "country":
-            return f.country()
-        if n in ("country_code",):
-            return f.country_code()
-        if n in ("address", "street", "street_address", "address1", "address_line1"):
-            return f.street_address()
-        if n in ("zip", "zipcode", "zip_code", "postcode", "postal_code"):
-            return f.postcode()
-        if n in ("state", "status"):
-            return r.choice(_STATUS_WORDS) if n == "status" else r.choice(_STATUS_WORDS[:4])
-        if n in ("company", "company_name", "organization", "organisation"):
-            return f.company()
-        if n in ("title", "headline", "subject", "summary"):
-            return f.sentence(nb_words=4).rstrip(".")
-        if n in ("description", "body", "bio", "text", "content", "message", "comment", "about"):
-            return f.paragraph(nb_sentences=2)
-        if n.endswith("_at") or n in ("timestamp", "datetime", "created", "updated", "modified"):
-            return self.moment().isoformat()
-        if n == "date" or n.endswith("_date") or n in ("birthday", "dob"):
-            return self.moment().date().isoformat()
-        if n == "id" or n.endswith("_id") or n == "uuid" or n == "guid":
-            return f.uuid4()
-        if n in ("currency", "currency_code"):
-            return f.currency_code()
-        if n in ("color", "colour"):
-            return f.color_name()
-        if n in ("slug",):
-            return f.slug()
-        if n in ("token", "password", "secret"):
-            return f.password(length=16, special_chars=False)
-        if n in ("language", "lang", "locale"):
-            return r.choice(["en", "fr", "de", "es", "ja"])
-        if n in ("ip", "ip_address"):
-            return f.ipv4()
-        if n in ("tag", "category", "type", "kind", "role"):
-            return f.word()
-        return None
+        rule = _name_rule(name, t)
+        return rule(self) if rule is not None else None
 
     def from_pattern(self, pattern: str) -> str | None:
         try:
@@ -517,29 +851,6 @@ class _Generator:
             raise _Unsupported
         return self.rnd.choice(chars)
 
-    # -- overrides ------------------------------------------------------------------
-
-    def override(self, schema: dict, value: dict, overrides: dict) -> None:
-        top = self.flatten(schema)
-        if isinstance(top, dict):
-            for key in ("oneOf", "anyOf"):
-                if isinstance(top.get(key), list) and top[key]:
-                    top = _merge({k: v for k, v in top.items() if k != key}, self.flatten(top[key][0]))
-        top = top if isinstance(top, dict) else {}
-        props = top.get("properties") if isinstance(top.get("properties"), dict) else {}
-        extra = top.get("additionalProperties")
-        for field, raw in overrides.items():
-            if field in props:
-                sub = self.flatten(props[field])
-            elif field in value or extra is not False:
-                sub = self.flatten(extra) if isinstance(extra, dict) else {}
-            else:
-                continue
-            ok, coerced = coerce(raw, sub if isinstance(sub, dict) else {})
-            if ok:
-                value[field] = coerced
-
-
 class _Unsupported(Exception):
     pass
 
@@ -593,6 +904,153 @@ def coerce(raw: Any, schema: dict) -> tuple[bool, Any]:
         if t == "array" and isinstance(raw, list):
             return True, raw
     return False, None
+
+
+def coerce_deep(raw: Any, schema: dict) -> tuple[bool, Any]:
+    """`coerce`, and for an array every item coerced to the items' schema; an object is never
+    carried whole (it could hold fields the schema never saw)."""
+    if isinstance(raw, dict):
+        return False, None
+    if isinstance(raw, list):
+        items = schema.get("items")
+        if not isinstance(items, dict) or _is_object(items) or not _fits(raw, schema):
+            return False, None
+        out = []
+        for x in raw:
+            ok, c = coerce(x, items)
+            if not ok or isinstance(c, (dict, list)):
+                return False, None
+            out.append(c)
+        return True, out
+    return coerce(raw, schema)
+
+
+_JSON_TYPES = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "null": (type(None),), "array": (list,), "object": (dict,),
+}
+
+
+def _fits(v: Any, schema: dict) -> bool:
+    """Whether a value learned for a field has a type the schema allows there."""
+    t = schema.get("type")
+    if t is None:
+        return True
+    for name in t if isinstance(t, list) else (t,):
+        kinds = _JSON_TYPES.get(name)
+        if kinds and isinstance(v, kinds) and (name in ("boolean", "null") or not isinstance(v, bool)):
+            if name != "integer" or not isinstance(v, float):
+                return True
+    return False
+
+
+def _is_object(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    t = schema.get("type")
+    return t == "object" or (isinstance(t, list) and "object" in t) or (t is None and "properties" in schema)
+
+
+def _bounded(schema: dict, bound: dict) -> dict:
+    """The schema with a learned range: numbers between the least and greatest seen, strings
+    as long as those seen (not a string with a format or pattern: they have their shape)."""
+    out = dict(schema)
+    for k, v in bound.items():
+        if k in out:
+            continue
+        if k in ("minLength", "maxLength") and ("format" in schema or "pattern" in schema):
+            continue
+        out[k] = v
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_rule(name: str, t: str):
+    """How a field of this name and JSON type gets a value (a function of the generator),
+    or None: decided once per name, not on every value."""
+    n = _snake(name)
+    if t == "integer" or t == "number":
+        num = t == "number"
+        if n in ("id", "uid", "pid") or n.endswith("_id"):
+            return lambda g: g.rnd.randint(1, 10000)
+        if n in ("age",):
+            return lambda g: g.rnd.randint(18, 90)
+        if "count" in n or n.startswith(("num_", "total")) or n in ("quantity", "qty", "size", "limit"):
+            return lambda g: g.rnd.randint(0, 100)
+        if n in ("lat", "latitude"):
+            return (lambda g: round(g.rnd.uniform(-90, 90), 6)) if num else (lambda g: g.rnd.randint(-90, 90))
+        if n in ("lng", "lon", "long", "longitude"):
+            return (lambda g: round(g.rnd.uniform(-180, 180), 6)) if num else (lambda g: g.rnd.randint(-180, 180))
+        if any(w in n for w in ("price", "amount", "cost", "total", "balance", "fee")):
+            return (lambda g: round(g.rnd.uniform(1, 1000), 2)) if num else (lambda g: g.rnd.randint(1, 1000))
+        if n in ("year",):
+            return lambda g: g.rnd.randint(1990, 2025)
+        if n.endswith("_at") or n in ("timestamp", "time", "date"):
+            return lambda g: g.rnd.randint(_EPOCH_START, _EPOCH_END)
+        return None
+    if t != "string":
+        return None
+
+    def pool(kind):
+        return lambda g: g.draw(kind)
+
+    if n == "email" or n.endswith("_email") or n == "mail":
+        return pool("email")
+    if n in ("first_name", "firstname", "given_name"):
+        return pool("first_name")
+    if n in ("last_name", "lastname", "surname", "family_name"):
+        return pool("last_name")
+    if n in ("name", "full_name", "fullname", "display_name", "author", "owner"):
+        return pool("name")
+    if n in ("username", "user_name", "login", "handle", "nickname"):
+        return pool("user_name")
+    if n in ("url", "website", "homepage", "link", "href") or n.endswith("_url"):
+        return pool("url")
+    if n in ("avatar", "avatar_url", "image", "photo", "picture", "thumbnail"):
+        return pool("image_url")
+    if "phone" in n or n in ("mobile", "fax"):
+        return pool("phone_number")
+    if n == "city":
+        return pool("city")
+    if n == "country":
+        return pool("country")
+    if n in ("country_code",):
+        return pool("country_code")
+    if n in ("address", "street", "street_address", "address1", "address_line1"):
+        return pool("street_address")
+    if n in ("zip", "zipcode", "zip_code", "postcode", "postal_code"):
+        return pool("postcode")
+    if n == "status":
+        return lambda g: g.rnd.choice(_STATUS_WORDS)
+    if n == "state":
+        return lambda g: g.rnd.choice(_STATUS_WORDS[:4])
+    if n in ("company", "company_name", "organization", "organisation"):
+        return pool("company")
+    if n in ("title", "headline", "subject", "summary"):
+        return pool("title")
+    if n in ("description", "body", "bio", "text", "content", "message", "comment", "about"):
+        return pool("paragraph")
+    if n.endswith("_at") or n in ("timestamp", "datetime", "created", "updated", "modified"):
+        return lambda g: g.moment().isoformat()
+    if n == "date" or n.endswith("_date") or n in ("birthday", "dob"):
+        return lambda g: g.moment().date().isoformat()
+    if n == "id" or n.endswith("_id") or n == "uuid" or n == "guid":
+        return lambda g: str(uuid.UUID(int=g.rnd.getrandbits(128), version=4))
+    if n in ("currency", "currency_code"):
+        return pool("currency_code")
+    if n in ("color", "colour"):
+        return pool("color_name")
+    if n in ("slug",):
+        return pool("slug")
+    if n in ("token", "password", "secret"):
+        return pool("token")
+    if n in ("language", "lang", "locale"):
+        return lambda g: g.rnd.choice(["en", "fr", "de", "es", "ja"])
+    if n in ("ip", "ip_address"):
+        return pool("ipv4")
+    if n in ("tag", "category", "type", "kind", "role"):
+        return pool("word")
+    return None
 
 
 def _infer_type(schema: dict) -> str:
@@ -651,6 +1109,7 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
 
 
+@functools.lru_cache(maxsize=4096)
 def _snake(name: str) -> str:
     return _CAMEL.sub("_", name).lower().replace("-", "_")
 
