@@ -22,7 +22,6 @@ from . import changes, har, openapi, recordings
 from .chaosrules import ChaosRuleError, ChaosRules
 from .drift import DriftError, DriftWatch
 from .model import Model
-from .sqltext import from_column, to_column
 from .store import Store
 
 MODES = ("learn", "mock", "failover", "replay")
@@ -142,11 +141,8 @@ class Control:
         of its host and method are matched against the endpoint as it is now."""
         db = self.store.reader()
         found = []
-        for rid, path in db.execute(
-            "select id, path from exchanges where host = ? and method = ? order by id desc limit 2000",
-            [to_column(endpoint["host"]), to_column(endpoint["method"])],
-        ):
-            ep, _ = self.model.find_endpoint(endpoint["method"], endpoint["host"], from_column(path) or "/")
+        for rid, path in recordings.paths_of(db, endpoint["host"], endpoint["method"], limit=2000):
+            ep, _ = self.model.find_endpoint(endpoint["method"], endpoint["host"], path or "/")
             if ep is not None and ep.id == endpoint["id"]:
                 found.append(recordings.summary(db, rid, bodies=True))
                 if len(found) >= limit:
@@ -280,9 +276,7 @@ class Control:
 
     def read_openapi_inputs(self) -> tuple[dict, list]:
         db = self.store.reader()
-        schemes = {from_column(h): s for h, s in db.execute("select distinct host, scheme from exchanges")}
-        seen = [(from_column(h), from_column(p)) for h, p in db.execute("select distinct host, path from exchanges")]
-        return schemes, seen
+        return recordings.schemes(db), recordings.paths(db)
 
     def openapi(self, inputs: tuple[dict, list], *, title: str = "Learned API", version: str = "1.0.0") -> dict:
         """The learned API as OpenAPI 3.1 (`inputs`: from `read_openapi_inputs`)."""

@@ -86,6 +86,14 @@ def of_endpoint(db, host: str, method: str, template: str, *, path: str | None =
     ]
 
 
+def paths_of(db, host: str, method: str, *, limit: int) -> list[tuple[int, str]]:
+    """(id, path) of the newest recordings of one method on one host, newest first."""
+    return [(rid, from_column(p)) for rid, p in db.execute(
+        "select id, path from exchanges where host = ? and method = ? order by id desc limit ?",
+        [to_column(host), to_column(method), limit],
+    )]
+
+
 def latest_response(db, host: str, method: str, template: str, status: int) -> Response | None:
     """The newest response of an endpoint with this status."""
     row = db.execute(

@@ -147,8 +147,7 @@ def rebuild_cmd(db_path):
 
     store = open_store(db_path)
     try:
-        n = rebuild(store)
-        endpoints = store.reader().execute("select count(*) from endpoints").fetchone()[0]
+        n, endpoints = rebuild(store)
     finally:
         store.close()
     click.echo(f"learned {n} recorded exchanges again: {endpoints} endpoints")
