@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
+import sqlite3
 import sys
 from typing import Any
 
@@ -69,8 +70,16 @@ def validate_options(opts: Any) -> tuple[str, int] | None:
 
 
 def store_token(db) -> str:
-    """The store's admin token, made on first use (a sqlite3 connection or sqlite_utils db)."""
-    db.execute("insert or ignore into meta (key, value) values ('admin_token', ?)", [secrets.token_urlsafe(24)])
+    """The store's admin token, made on first use (a sqlite3 connection or sqlite_utils db);
+    a store that cannot be written (served read-only) gets one for this run only."""
+    row = db.execute("select value from meta where key = 'admin_token'").fetchone()
+    if row is not None:
+        return row[0]
+    token = secrets.token_urlsafe(24)
+    try:
+        db.execute("insert or ignore into meta (key, value) values ('admin_token', ?)", [token])
+    except sqlite3.Error:
+        return token
     return db.execute("select value from meta where key = 'admin_token'").fetchone()[0]
 
 
