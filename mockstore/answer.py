@@ -175,11 +175,15 @@ class Responder:
             )
 
         best = max(rows, key=score)
-        id_, path, query = best[0], best[1], best[2]
-        id_ = self._in_step(key, best, avoid_errors) or id_
+        id_, path, query, chosen = best[0], best[1], best[2], best[6]
+        if chosen is None and self.store is not None:
+            chosen = recordings.key_of(self.store.reader(), id_)
+        id_ = self._in_step(key, chosen, avoid_errors) or id_
         resp = self.model.cached(id_) or self._load(id_)
         if resp is None:
             return None
+        if chosen == key:  # this very request, its recording passed over (a 5xx, failing over)
+            return self._recorded(req, resp, redacted=True)
         old = dict(_template_params(ep.template, path))
         old.update(query)
         new = dict(params)
@@ -187,22 +191,19 @@ class Responder:
         carried = _carry(resp, old, new, fields=_request_fields(req), names=_param_names(ep.template))
         return Answer(_replayable(carried), ADAPTED, self._delay(req, ep), ep.id)
 
-    def _in_step(self, own: int, row: tuple, avoid_errors: bool) -> int | None:
+    def _in_step(self, own: int, chosen: int | None, avoid_errors: bool) -> int | None:
         """Of the chosen recording's sequence (its request recorded several times, state
         changing in between), the one at this request's place in its own: the second
         `?owner=bob` gets what the second `?owner=alice` got."""
-        key = row[6]
-        if key is None and self.store is not None:
-            key = recordings.key_of(self.store.reader(), row[0])
-        if key is None:
+        if chosen is None or chosen == own:
             return None
-        sequence = self.model.recorded.get(key)
+        sequence = self.model.recorded.get(chosen)
         if not sequence or len(sequence) < 2:
             return None
         n = self.model.position(own)
         id_ = sequence[min(n, len(sequence) - 1)]
         if avoid_errors:
-            resp = self.model.cached(id_) or self._load(id_, key)
+            resp = self.model.cached(id_) or self._load(id_, chosen)
             if resp is None or resp.status >= 500:
                 return None
         return id_

@@ -15,7 +15,7 @@ again, not the tail of the last run's: so the cursors rewind when a new client s
 
 from __future__ import annotations
 
-import time
+from time import monotonic
 
 from .redact import _credential_header
 
@@ -31,17 +31,23 @@ class Sessions:
         self.gap = gap
         self.credentials: dict[str, str] = {}  # of the session going on: name -> value
         self.last: float | None = None  # when its last request came
+        self._raw: list[tuple[str, str]] = []  # the last request's credential headers
 
     def new(self, headers, now: float | None = None) -> bool:
         """Whether the request with these headers starts a new session (and notes it): a
         credential it shares by name with the session going on has another value. One it
-        adds (a cookie set during the run, a token after sign-in) is of the same session."""
-        now = time.monotonic() if now is None else now
+        adds (a cookie set during the run, a token after sign-in) is of the same session.
+        Runs for every mocked request: the same credential headers as the last request's are
+        told apart by comparing them as they came, nothing parsed."""
+        now = monotonic() if now is None else now
         idle = self.last is not None and self.gap > 0 and now - self.last > self.gap
         self.last = now
-        creds = credentials(headers)
-        if not creds:
+        names = _NAMES
+        raw = [(k, v) for k, v in headers if v and (names.get(k) or (k not in names and _credential_name(k)))]
+        if not raw or (raw == self._raw and not idle):
             return idle
+        self._raw = raw
+        creds = credentials(raw)
         known = self.credentials
         changed = any(known.get(k, v) != v for k, v in creds.items())
         if changed or idle:
@@ -49,6 +55,16 @@ class Sessions:
         else:
             known.update(creds)
         return idle or changed
+
+
+_NAMES: dict[str, bool] = {}  # header name, as it came -> whether it carries a credential
+
+
+def _credential_name(name: str) -> bool:
+    if len(_NAMES) > 4096:  # names are few; a client making up new ones must not grow this
+        _NAMES.clear()
+    found = _NAMES[name] = _credential_header(name)
+    return found
 
 
 def credentials(headers) -> dict[str, str]:
