@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import zlib
 from collections import OrderedDict
@@ -176,8 +177,11 @@ class Responder:
 
         best = max(rows, key=score)
         id_, path, query, chosen = best[0], best[1], best[2], best[6]
-        if chosen is None and self.store is not None:
-            chosen = recordings.key_of(self.store.reader(), id_)
+        # its request, for what the server made of its values (a slug of a title)
+        recorded = recordings.request_of(self.store.reader(), id_) if self.store is not None else None
+        if recorded is not None:
+            chosen = recorded[0]
+        was = Request(req.method, req.host, path, query, recorded[2], recorded[1]) if recorded else None
         id_ = self._in_step(key, chosen, avoid_errors) or id_
         resp = self.model.cached(id_) or self._load(id_)
         if resp is None:
@@ -188,7 +192,8 @@ class Responder:
         old.update(query)
         new = dict(params)
         new.update(req.query)
-        carried = _carry(resp, old, new, fields=_request_fields(req), names=_param_names(ep.template))
+        carried = _carry(resp, old, new, fields=_request_fields(req), names=_param_names(ep.template),
+                         was=_request_fields(was) if was is not None else ())
         return Answer(_replayable(carried), ADAPTED, self._delay(req, ep), ep.id)
 
     def _in_step(self, own: int, chosen: int | None, avoid_errors: bool) -> int | None:
@@ -335,7 +340,8 @@ def _request_fields(req: Request) -> list[tuple[tuple[str, ...], object]]:
 
 def _carry(resp: Response, old: dict[str, str], new: dict[str, str], *,
            fields: list[tuple[tuple[str, ...], object]] = (),
-           names: dict[str, tuple[frozenset[str], frozenset[str]]] | None = None) -> Response:
+           names: dict[str, tuple[frozenset[str], frozenset[str]]] | None = None,
+           was: list[tuple[tuple[str, ...], object]] = ()) -> Response:
     """A recorded response with this request's values in it, where the recording had its own:
 
     - a path or query parameter (`old` -> `new` by name) in the fields that carried it in the
@@ -344,13 +350,16 @@ def _carry(resp: Response, old: dict[str, str], new: dict[str, str], *,
       inside longer strings (a slug inside a URL);
     - the request body's fields (`fields`, see `_request_fields`) in the response's fields of
       the same name, inside envelopes too (`{"account": {"username": ...}}`); of several
-      fields of one name, the one whose path ends most like the response field's.
+      fields of one name, the one whose path ends most like the response field's;
+    - what the server made of the recorded request's body values (`was`, as `fields`), made of
+      this request's: a slug of the title (`"My Day"` -> `my-day`), the value inside a URL.
 
     Nothing is added: a value goes only where the recording had a field for it. Pure."""
     changes = {k: (old[k], new[k]) for k in new if k in old and old[k] != new[k]}
     by_name: dict[str, list[tuple[tuple[str, ...], object]]] = {}
     for at, v in fields:
         by_name.setdefault(at[-1], []).append((at, v))
+    made = _made_of(was, fields)
     if not changes and not by_name:
         return resp
     try:
@@ -397,6 +406,10 @@ def _carry(resp: Response, old: dict[str, str], new: dict[str, str], *,
                 return _coerce(n, v)
             if isinstance(v, str) and len(o) >= 4 and o in v:
                 return v.replace(o, n)
+        if isinstance(v, str):
+            for o, n in made:
+                if o in v:
+                    return v.replace(o, n)
         return v
 
     body = json.dumps(fix(value, (), False), ensure_ascii=False).encode()
@@ -404,6 +417,27 @@ def _carry(resp: Response, old: dict[str, str], new: dict[str, str], *,
 
 
 _MISSING = object()
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def _slug(text: str) -> str:
+    return _NOT_SLUG.sub("-", text.lower()).strip("-")
+
+
+def _made_of(was: list[tuple[tuple[str, ...], object]], now: list[tuple[tuple[str, ...], object]]) -> list[tuple[str, str]]:
+    """(recorded, this request's) forms of the body's string values that changed, as they
+    are and as slugs, longest first: a response string holding one holds what the server
+    made of it. Short values (under 4 characters) are left: they would be found anywhere."""
+    mine = dict(now)
+    out: dict[str, str] = {}
+    for at, o in was:
+        n = mine.get(at)
+        if not isinstance(o, str) or not isinstance(n, str) or o == n:
+            continue
+        for a, b in ((o, n), (_slug(o), _slug(n))):
+            if len(a) >= 4 and b:
+                out.setdefault(a, b)
+    return sorted(out.items(), key=lambda p: -len(p[0]))
 
 
 def _coerce(text: str, like):

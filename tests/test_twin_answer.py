@@ -43,6 +43,27 @@ def test_body_fields_nearest_path_wins_and_kinds_are_kept():
     assert got == {"post": {"title": "B", "author": {"name": "bob"}, "tags": ["y", "z"], "meta": {"n": 1}}}
 
 
+def test_what_the_server_made_of_a_value_is_made_of_the_new_one():
+    recorded = {"post": {"title": "Alice's First Day", "slug": "alice-s-first-day", "url": "https://b.io/p/alice-s-first-day",
+                         "by": "me", "summary": "About Alice's First Day"}}
+    was = _request_fields(json_request({"post": {"title": "Alice's First Day", "by": "me"}}))
+    req = json_request({"post": {"title": "Bob at Sea", "by": "me"}})
+    resp = Response.make_json(201, recorded)
+    got = json.loads(_carry(resp, {}, {}, fields=_request_fields(req), was=was).body)
+    assert got == {"post": {"title": "Bob at Sea", "slug": "bob-at-sea", "url": "https://b.io/p/bob-at-sea", "by": "me",
+                            "summary": "About Bob at Sea"}}
+
+
+def test_the_mitmweb_comment_names_the_source():
+    from mitmproxy.test import tflow
+
+    from mockstore import flows
+
+    f = tflow.tflow()
+    flows.respond(f, Response.make_json(200, {}), "failover-adapted")
+    assert f.comment == "mockstore: failover-adapted" and f.response.headers["X-Mockstore-Source"] == "failover-adapted"
+
+
 def test_form_fields_coerced_to_the_recorded_type():
     req = Request("POST", "api.test", "/login", [], [("Content-Type", "application/x-www-form-urlencoded")],
                   b"username=bob&remember=1&password=pw")
@@ -126,7 +147,7 @@ def test_adapted_create_register_login_carry_the_request_values(backend, proxy):
     def alice(c):
         c.post("/twin/accounts", json={"account": {"username": "alice", "email": "alice@x.io", "password": "pw-alice"}})
         c.post("/twin/login", data={"username": "alice", "password": "pw-alice", "remember": "0"})
-        c.post("/twin/posts", json={"post": {"title": "first", "owner": "alice"}})
+        c.post("/twin/posts", json={"post": {"title": "Alice first", "owner": "alice"}})
 
     mock = learned(backend, proxy, alice)
     with mock.client() as c:
@@ -136,9 +157,8 @@ def test_adapted_create_register_login_carry_the_request_values(backend, proxy):
                                         "createdAt": "2024-05-01T10:00:00Z"}}
         r = c.post("/twin/login", data={"username": "bob", "password": "pw-bob", "remember": "1"})
         assert r.headers["x-mockstore-source"] == "adapted" and r.json() == {"user": {"username": "bob", "remember": 1}}
-        r = c.post("/twin/posts", json={"post": {"title": "second", "owner": "bob"}})
-        post = r.json()["post"]
-        assert (post["title"], post["owner"]) == ("second", "bob") and set(r.json()) == {"post"}
+        r = c.post("/twin/posts", json={"post": {"title": "Bob at sea", "owner": "bob"}})
+        assert r.json() == {"post": {"slug": "bob-at-sea", "title": "Bob at sea", "owner": "bob", "likes": 0}}
 
 
 def visits(c, **headers) -> int:
