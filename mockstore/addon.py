@@ -302,7 +302,14 @@ class MockStore:
         store, model = self.store, self.model
         if store is None or model is None:
             return
-        n = await asyncio.to_thread(lambda: sessions.read_rewinds(store.reader()))
+
+        def read() -> int:
+            try:
+                return sessions.read_rewinds(store.reader())
+            except (StoreError, sqlite3.Error):  # the store went away: nothing asked
+                return self._rewinds
+
+        n = await asyncio.to_thread(read)
         if n != self._rewinds and store is self.store:
             self._rewinds = n
             model.reset_cursors()
