@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from mitmproxy import command, ctx, exceptions, flow, http
 
-from . import admin, changes, chaosrules, control, drift, flows, options, rebuild, recordings, stubs, stubwatch, upstream, vb
+from . import admin, changes, chaosrules, control, drift, flows, options, rebuild, recordings, sessions, stubs, stubwatch, upstream, vb
 from .answer import Answer, Responder
 from .breaker import Breaker
 from .chaos import Chaos, compile_filter
@@ -75,6 +75,8 @@ class MockStore:
         self._good_db: str | None = None  # the store of the last update that went through
         self._undoing = False  # mitmproxy is undoing an update that failed
         self._refused: dict[str, str] = {}  # option -> why its command-line text was refused
+        self.sessions = sessions.Sessions()  # a new client session rewinds recorded sequences
+        self._rewinds = 0  # the store's rewind counter when last looked at
 
     # --- options -----------------------------------------------------------------------
 
@@ -101,6 +103,8 @@ class MockStore:
             raise exceptions.OptionsError(str(e)) from None
         if "mock_upstream_timeout" in checked:
             self.upstream_timeout = checked["mock_upstream_timeout"]
+        if "mock_session_gap" in checked:
+            self.sessions.gap = checked["mock_session_gap"]
         # read on every flow: kept here, as reading ctx.options costs a few microseconds each
         self._mode, self._max_body, self._chaos_on = o.mock_mode, o.mock_max_body, o.mock_chaos_enabled
         for module in (drift, chaosrules, stubwatch):
@@ -200,6 +204,7 @@ class MockStore:
             raise exceptions.OptionsError(f"mock_db: cannot read the store {path}: {e}") from None
         self.close()
         self.store, self.model, self.db_path = store, model, path
+        self._rewinds = sessions.read_rewinds(store.reader())  # a rewind asked before is done
         log.info(f"mockstore: {path}: {len(model.endpoints)} endpoints, {len(model.recorded)} recorded requests")
         if store.readonly:
             log.warning(f"mockstore: {store.readonly_reason}: serving from it, learning nothing")
@@ -375,6 +380,7 @@ class MockStore:
                     self.catch_up()
                 else:
                     self.persist()
+                    await self._rewind_if_asked()
             except Exception:  # never let the timer die
                 log.exception("mockstore: persisting the model failed")
 
@@ -391,6 +397,24 @@ class MockStore:
                     self.stub_index = watch.index
             except Exception:  # never let the timer die
                 log.exception("mockstore: reading the stubs failed")
+
+    async def _rewind_if_asked(self) -> None:
+        """`mockstore rewind` bumped the store's counter: rewind (read off the event loop)."""
+        store, model = self.store, self.model
+        if store is None or model is None:
+            return
+
+        def read() -> int:
+            try:
+                return sessions.read_rewinds(store.reader())
+            except (StoreError, sqlite3.Error):  # the store went away: nothing asked
+                return self._rewinds
+
+        n = await asyncio.to_thread(read)
+        if n != self._rewinds and store is self.store:
+            self._rewinds = n
+            model.reset_cursors()
+            log.info("mockstore: rewound recorded sequences (mockstore rewind)")
 
     # --- hooks -------------------------------------------------------------------------
 
@@ -500,6 +524,8 @@ class MockStore:
             self._warn_once(f"request body: {problem}")
         if self.vb is not None and await self._virtual(f, req, prefix, body_dropped=problem is not None):
             return None
+        if self.sessions.new(req.headers):  # a client starting its run again: sequences too
+            self.model.reset_cursors()
         key = self.responder.key(req)
         answer: Answer | None = None if exact_only else self.responder.exact_cached(req, key, avoid_errors=avoid_errors)
         if answer is None:
@@ -904,7 +930,7 @@ class MockStore:
 
     @command.command("mockstore.source")
     def source(self, flows_: Sequence[flow.Flow]) -> Sequence[str]:
-        """Where each flow's response came from (real, recorded, synthesized, ...)."""
+        """Where each flow's response came from (real, recorded, adapted, synthesized, ...)."""
         return [f.metadata.get(flows.META_KEY, {}).get("source", "real") for f in flows_]
 
 

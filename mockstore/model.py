@@ -28,6 +28,7 @@ from .sync import Changes, EndpointChange, Sync, Synced, schema_text
 
 
 RECENT = 50  # recordings per endpoint kept in memory for closest matching
+MAX_CURSORS = 65_536  # sequence positions kept (a rewind's worth is lost beyond)
 
 
 def endpoint_id(method: str, authority: str, template: str) -> str:
@@ -235,7 +236,7 @@ class Model:
         self.recorded = RecordedIndex()  # match key -> exchange ids, in recorded order
         self.cursors: dict[int, int] = {}  # match key -> how many of its recordings were replayed
         self.cache = ResponseCache(cache_size)  # exchange id -> response
-        self.recent: dict[str, deque] = {}  # endpoint id -> (id, path, query, body hash, creds, status)
+        self.recent: dict[str, deque] = {}  # endpoint id -> (id, path, query, body hash, creds, status, key)
         self.ids = IdClock(slot)
         self.lock = threading.Lock()  # guards the cursors, touched from worker threads
         self.sync = Sync()  # the writer thread's view of the store's rows
@@ -444,7 +445,7 @@ class Model:
         recent = self.recent.get(ep.id)
         if recent is None:
             recent = self.recent[ep.id] = deque(maxlen=RECENT)
-        recent.append((exchange_id, *summary, response.status))
+        recent.append((exchange_id, *summary, response.status, key))
 
     def next_recorded(self, key: int) -> int | None:
         """The recording to replay for this key: each in recorded order, then the last."""
@@ -455,6 +456,18 @@ class Model:
             n = self.cursors.get(key, 0)
             self.cursors[key] = n + 1
         return ids[min(n, len(ids) - 1)]
+
+    def position(self, key: int) -> int:
+        """How many times before a request matching nothing exactly was answered (its
+        closest recording's sequence replays in step with it); advanced. Counted beside the
+        cursors (under -1 - key: match keys are never negative), rewound with them."""
+        key = -1 - key
+        with self.lock:
+            if len(self.cursors) > MAX_CURSORS:  # random queries must not grow memory without end
+                self.cursors.clear()
+            n = self.cursors.get(key, 0)
+            self.cursors[key] = n + 1
+        return n
 
     def cached(self, exchange_id: int) -> Response | None:
         return self.cache.get(exchange_id)

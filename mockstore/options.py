@@ -27,6 +27,7 @@ OPTIONS: list[tuple[str, Any, Any, str, tuple[str, ...] | None]] = [
     ("mock_max_body", int, 1024 * 1024, "Bytes of a body learned and recorded; larger bodies pass through unlearned.", None),
     ("mock_upstream_timeout", str, "10", "Seconds to wait for the real API in failover mode before answering from mockstore.", None),
     ("mock_worker", int, 0, "Worker slot (0-15) when several proxy processes share one store.", None),
+    ("mock_session_gap", str, "30", "Seconds without a request after which recorded sequences replay from their start again (0: never).", None),
 ]
 OWN = frozenset(name for name, *_ in OPTIONS)
 CHOICES = {name: choices for name, _, _, _, choices in OPTIONS if choices}
@@ -75,6 +76,19 @@ def check(name: str, value: Any) -> Any:
         raise ValueError(f"mock_worker must be 0-{MAX_WORKER}, not {value}")
     if name == "mock_upstream_timeout":
         return positive_seconds(name, value)
+    if name == "mock_session_gap":
+        return session_gap(name, value)
+    return value
+
+
+def session_gap(name: str, text: Any) -> float:
+    """Seconds, 0 or more (0 turns the idle rewind off)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a number of seconds, 0 or more (0: never), not {text!r}")
     return value
 
 

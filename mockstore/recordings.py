@@ -50,6 +50,12 @@ def ids_of_key(db, key: int) -> tuple[int, ...]:
     return tuple(r[0] for r in db.execute("select id from exchanges where match_key = ? order by id", [key]))
 
 
+def request_of(db, exchange_id: int) -> tuple[int, bytes, list] | None:
+    """The match key an exchange was recorded under, its request's body and headers."""
+    row = db.execute("select match_key, req_body, req_headers from exchanges where id = ?", [exchange_id]).fetchone()
+    return (row[0], row[1] or b"", _json_list(row[2])) if row else None
+
+
 def has_key(db, key: int) -> bool:
     return db.execute("select 1 from exchanges where match_key = ? limit 1", [key]).fetchone() is not None
 

@@ -24,6 +24,7 @@ BOOKS: dict[int, dict] = {
     3: {"id": 3, "title": "Ulysses", "author": "Joyce", "year": 1922},
 }
 
+TWIN: dict = {"accounts": [], "posts": [{"slug": "welcome", "title": "Welcome", "owner": "admin", "likes": 3}], "visits": 0}
 
 # A login and what it hands out: fixed, so a test can look for each one in what was stored.
 PASSWORD = "correct-horse-battery-staple-42"
@@ -132,6 +133,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"items": ITEMS, "count": len(ITEMS)})
         if parts and parts[0] == "books":
             return self.books(method, parts[1:], body)
+        if parts and parts[0] == "twin":
+            return self.twin(method, parts[1:], q, body)
         if parts and parts[0] == "ok":  # any path under /ok: 200, for chaos tests
             return self.send_json(200, {"path": url.path})
         if parts == ["login"] and method == "POST":  # JSON or form: a password for tokens
@@ -189,6 +192,31 @@ class Handler(BaseHTTPRequestHandler):
         if parts == ["echo"]:
             return self.send_json(200, {"method": method, "query": q, "body": body.decode("utf-8", "replace")})
         return self.send_json(404, {"error": "not found", "path": url.path})
+
+    def twin(self, method: str, rest: list[str], q: dict, body: bytes):
+        """/twin: accounts, a form login, posts filtered by owner (an envelope and a count),
+        a visit counter whose answer changes every time (a recorded sequence)."""
+        if rest == ["accounts"] and method == "POST":
+            account = json.loads(body)["account"]
+            n = len(TWIN["accounts"]) + 1
+            TWIN["accounts"].append(account["username"])
+            return self.send_json(201, {"account": {"id": n, "username": account["username"], "email": account["email"],
+                                                    "bio": "", "createdAt": "2024-05-01T10:00:00Z"}})
+        if rest == ["login"] and method == "POST":
+            form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            return self.send_json(200, {"user": {"username": form["username"], "remember": int(form.get("remember", 0))}})
+        if rest == ["posts"] and method == "POST":
+            post = json.loads(body)["post"]
+            post = {"slug": post["title"].lower().replace(" ", "-"), "title": post["title"], "owner": post["owner"], "likes": 0}
+            TWIN["posts"].append(post)
+            return self.send_json(201, {"post": post})
+        if rest == ["posts"]:
+            posts = [p for p in TWIN["posts"] if "owner" not in q or p["owner"] == q["owner"]]
+            return self.send_json(200, {"posts": posts, "postsCount": len(posts)})
+        if rest == ["visits"]:
+            TWIN["visits"] += 1
+            return self.send_json(200, {"visits": TWIN["visits"]})
+        return self.send_json(404, {"error": "not found"})
 
     def books(self, method: str, rest: list[str], body: bytes):
         try:

@@ -173,7 +173,7 @@ def test_odd_bytes_recorded_and_replayed_through_a_real_proxy(proxy, tmp_path):
         status, headers, body = raw_get(p.port, b"/caf\xe9/1?q=other", b"X-Mock-Enabled: true")
         # (another query: the recording's values may be carried in, so the JSON is compared)
         assert (status, json.loads(body)) == (200, json.loads(odd[2])), headers
-        assert b"X-Mockstore-Source: recorded" in headers and RawBackend.ODD_HEADER in headers
+        assert b"X-Mockstore-Source: adapted" in headers and RawBackend.ODD_HEADER in headers
         p.stop()
     finally:
         api.close()

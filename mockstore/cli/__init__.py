@@ -179,6 +179,31 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
 
 @cli.command()
 @db_option
+def rewind(db_path):
+    """Replay recorded sequences from their first recording again, in every running proxy
+    serving from this store (each one looks within a second).
+
+    \b
+    Example:
+      mockstore rewind --db ./mockstore.db
+    """
+    from ..sessions import bump_rewinds
+
+    if not Path(db_path).exists():
+        raise click.ClickException(f"no store at {db_path!r}: pass --db")
+    store = open_store(db_path)
+    try:
+        store.submit(bump_rewinds)
+        stored = store.flush() and not store.unstored
+    finally:
+        store.close()
+    if not stored:
+        raise click.ClickException(f"could not write to the store {db_path}: nothing was rewound")
+    click.echo("recorded sequences rewind: proxies serving from this store replay them from the start")
+
+
+@cli.command()
+@db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def endpoints(db_path, as_json):
     """The learned endpoints: template, count, p50/p95 latency, status mix.
