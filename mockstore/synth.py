@@ -67,7 +67,8 @@ def synthesize(
     type; a value that cannot be coerced is ignored."""
     if not isinstance(schema, (dict, bool)):
         raise SynthError(f"a schema must be an object, not {type(schema).__name__}")
-    digest = hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest()
+    # surrogatepass: a key made of a raw path or body may hold lone surrogates (bytes not UTF-8)
+    digest = hashlib.blake2b(f"{seed}\x00{key}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
     with _lock:
         _faker.seed_instance(int.from_bytes(digest, "big"))
         gen = _Generator(_faker, root if root is not None else schema)
