@@ -18,8 +18,10 @@ import json
 import os
 import random
 import re
+import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -60,11 +62,34 @@ def vm(pid: int) -> dict[str, int]:
     return out
 
 
+class Drained(Proc):
+    """A Proc whose output is read while it runs: thousands of exchanges log more than a pipe
+    holds, and a proxy blocked writing its log serves nobody."""
+
+    def __init__(self, args: list[str], port: int):
+        super().__init__(args, port)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+
+    def stop(self, sig=signal.SIGINT) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(timeout=15)
+        self.output = "".join(self.lines)
+        return self.output
+
+
 def serve(db, mode: str, upstream: str, confdir, *extra: str) -> Proc:
     port = free_port()
     args = [MOCKSTORE, "serve", "--listen-port", str(port), "--db", str(db), "--mode", mode, "--latency", "none",
             "--upstream", upstream, "--confdir", str(confdir), "--upstream-timeout", str(DEADLINE), *extra]
-    return Proc(args, port)
+    return Drained(args, port)
 
 
 def health(port: int) -> Result:
@@ -158,6 +183,8 @@ def test_learning_every_valid_answer_reaches_the_client_byte_identical(run):
                 bad.append(f"{c.id} {c.req}/{c.resp}: passed on as {res.status} {res.body}, not as sent {backend.lenient[c.id]}")
         elif c.id in backend.invalid and res.outcome == "response" and res.status < 400:
             bad.append(f"{c.id} {c.req}/{c.resp}: broken framing passed on as {res.status} {res.body}")
+        elif c.valid_request and c.id not in backend.invalid:
+            bad.append(f"{c.id} {c.req}/{c.resp} {c.target[:60]!r}: a valid request never reached the backend ({res.outcome} {res.status} {res.error})")
         if res.source is not None:
             bad.append(f"{c.id}: answered by mockstore ({res.source}) in learn mode")
     assert compared > N_LEARN // 2
@@ -233,3 +260,31 @@ def test_every_cli_command_works_on_the_store(run, command, tmp_path):
     done = _cli(run, *args)
     assert done.returncode == 0, f"mockstore {' '.join(args)}: {done.returncode}\n{done.stderr.decode(errors='replace')[-3000:]}"
     assert b"Traceback" not in done.stderr
+
+
+# --- the causes the traffic found, each on its own (no proxy needed) ----------------------
+
+RAW = "/caf\udce9"  # a path byte that is not UTF-8, as mitmproxy decodes it (surrogateescape)
+
+
+def test_a_lone_surrogate_in_a_body_has_a_match_key():
+    from mockstore.model import match_key
+
+    keys = {match_key("POST", "h", "/a", [], body) for body in ('{"a":"\ud800"}', '{"a":"\udce9"}', '{"a":"x"}')}
+    assert len(keys) == 3
+
+
+def test_synthesis_keyed_by_a_raw_path_and_its_json_body():
+    from mockstore.exchange import Response
+    from mockstore.synth import synthesize
+
+    schema = {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}
+    value = synthesize(schema, key=f"GET h{RAW}", overrides={"id": RAW[1:]})
+    assert value == {"id": RAW[1:]}
+    assert Response.make_json(200, value).body == b'{"id": "caf\xe9"}'  # the byte as it came
+
+
+def test_a_url_keeps_a_query_byte_that_is_not_utf8():
+    from mockstore.exchange import Request
+
+    assert Request("GET", "h", "/a", query=[("q", "caf\udce9")]).url == "http://h/a?q=caf%E9"
