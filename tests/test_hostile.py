@@ -38,7 +38,8 @@ BIG_BODIES = 2  # exchanges with a 50 MB body: one request, one response
 CLIENTS = 8  # concurrent raw-socket clients
 BOUND = 60.0  # seconds an exchange may take before it counts as a hang (a loaded machine, 50 MB)
 DEADLINE = 1  # mock_upstream_timeout in failover
-RSS_LIMIT = 600 << 20  # the proxy's peak resident memory (VmHWM), with 50 MB bodies buffered
+RSS_LIMIT = 600 << 20
+MAX_BODY = 1 << 20  # mock_max_body, the default  # the proxy's peak resident memory (VmHWM), with 50 MB bodies buffered
 
 TRACEBACK_ALLOWED: list[re.Pattern] = []  # none: every traceback in the proxy's output is a bug
 
@@ -288,3 +289,24 @@ def test_a_url_keeps_a_query_byte_that_is_not_utf8():
     from mockstore.exchange import Request
 
     assert Request("GET", "h", "/a", query=[("q", "caf\udce9")]).url == "http://h/a?q=caf%E9"
+
+
+def test_mock_answers_a_learned_exchange_with_the_body_learned(run):
+    """A request mocked exactly as it was learned, whose answer was recorded whole (valid
+    framing, within mock_max_body, no encoding), gets that answer's status and body again."""
+    learn, mock, backend = run.phases["learn"], run.phases["mock"], run.backend
+    # a request learned more than once replays its answers in recorded order: the clients' order here is not that
+    times = Counter((c.method, c.target, c.body if isinstance(c.body, bytes) else c.body, c.framing) for c in learn["cases"])
+    bad, compared = [], 0
+    for c in mock["cases"]:
+        res, sent = mock["results"][c.id], backend.valid.get(c.id)
+        if not sent or res.source != "recorded" or times[(c.method, c.target, c.body, c.framing)] > 1:
+            continue
+        (status, body), = set(sent)
+        if body[0] > MAX_BODY or c.resp in ("bomb", "big") or c.req in ("big", "bomb"):
+            continue  # passed through unlearned
+        compared += 1
+        if (res.status, res.body) != (status, body):
+            bad.append(f"{c.id} {c.req}/{c.resp} {c.method} {c.target[:60]!r}: learned {status} {body}, mocked {res.status} {res.body}")
+    assert compared > 0
+    assert not bad, f"of {compared}: " + _failures(bad)
