@@ -39,6 +39,11 @@ MAX_ITEMS = 5
 # rather than memory).
 MAX_LENGTH = 65536
 MAX_COUNT = 1000
+# Values one answer may hold beyond what its schema requires. Array lengths multiply down a
+# nesting: a schema learned from `[[[[...]]]]` gave 3^12 values on average (4 MB, 9 s, and
+# every other synthesis waiting on the lock), 5^12 at worst. Past the budget, arrays get their
+# minimum length and objects their required properties only.
+MAX_VALUES = 10_000
 NULL_RATE = 0.1  # how often a nullable field is null
 
 _faker = Faker("en_US")
@@ -87,6 +92,7 @@ class _Generator:
         self.rnd = fake.random
         self.root = root
         self.refs: dict[str, int] = {}
+        self.budget = MAX_VALUES
 
     # -- schema plumbing ------------------------------------------------------------
 
@@ -120,6 +126,7 @@ class _Generator:
     # -- values ---------------------------------------------------------------------
 
     def value(self, schema: Any, name: str, depth: int) -> Any:
+        self.budget -= 1
         if schema is True or schema == {}:
             if _snake(name).startswith(("is_", "has_")):
                 return self.rnd.random() < 0.5
@@ -198,7 +205,7 @@ class _Generator:
         props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
         required = [r for r in schema.get("required") or [] if isinstance(r, str)]
         out: dict = {}
-        keep_all = depth < MAX_DEPTH
+        keep_all = depth < MAX_DEPTH and self.budget > 0
         for prop, sub in props.items():
             if keep_all or prop in required:
                 out[prop] = self.value(sub, prop, depth + 1)
@@ -226,6 +233,7 @@ class _Generator:
             n = lo
         else:
             n = self.rnd.randint(min(max(lo, 1), hi), hi)
+            n = max(lo, min(n, self.budget))  # the budget spent: no more than the minimum
         prefix = schema.get("prefixItems")
         items = schema.get("items", True)
         if isinstance(items, list):  # draft 4 tuple form
