@@ -30,7 +30,7 @@ import pytest
 from conftest import MOCKSTORE, Proc, free_port
 from hostile_wire import INVALID, RESPONSE_FAILOVER, RESPONSE_LEARN, Backend, Case, Result, exchange, generate
 
-SEED = 12
+SEED = int(os.environ.get("MOCKSTORE_HOSTILE_SEED", "12"))
 SCALE = float(os.environ.get("MOCKSTORE_HOSTILE_SCALE", "1.0"))
 N_LEARN = int(1500 * SCALE)  # exchanges learned; the same requests are then mocked
 N_FAILOVER = int(600 * SCALE)
@@ -129,6 +129,7 @@ def run(tmp_path_factory) -> Run:
             try:
                 before = backend.count
                 results = drive(p.port, cases)
+                r.seconds[mode + " traffic"] = time.monotonic() - started
                 after = backend.count
                 alive = health(p.port)
                 memory = vm(p.proc.pid)
@@ -145,6 +146,8 @@ def run(tmp_path_factory) -> Run:
               {m: len(ph["cases"]) for m, ph in r.phases.items()})
         for mode, ph in r.phases.items():
             print(mode, Counter(res.outcome for res in ph["results"].values()), ph["memory"])
+            slow = sorted(ph["results"].items(), key=lambda kv: -kv[1].seconds)[:3]
+            print("  slowest:", [(hid, round(res.seconds, 1), res.outcome, res.status, res.source) for hid, res in slow])
 
 
 def _failures(lines: list[str]) -> str:
@@ -310,3 +313,19 @@ def test_mock_answers_a_learned_exchange_with_the_body_learned(run):
             bad.append(f"{c.id} {c.req}/{c.resp} {c.method} {c.target[:60]!r}: learned {status} {body}, mocked {res.status} {res.body}")
     assert compared > 0
     assert not bad, f"of {compared}: " + _failures(bad)
+
+
+def test_synthesis_from_deeply_nested_arrays_stays_small():
+    """A schema learned from `[[[[...]]]]` (deep JSON): array lengths multiply down the nesting
+    (3^12 values on average) unless one answer's values are bounded."""
+    from mockstore.synth import MAX_VALUES, synthesize
+
+    schema: dict = {"type": "integer"}
+    for _ in range(40):
+        schema = {"type": "array", "items": schema}
+
+    def count(v) -> int:
+        return 1 + sum(count(x) for x in v) if isinstance(v, list) else 1
+
+    sizes = [count(synthesize(schema, key=str(k))) for k in range(5)]
+    assert max(sizes) <= 2 * MAX_VALUES, sizes
