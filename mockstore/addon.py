@@ -591,8 +591,9 @@ class MockStore:
             return
         headers = reply.headers
         bodiless = r.method == "HEAD" or reply.status in (204, 304) or reply.status < 200
-        if not bodiless and not any(k.lower() == b"content-length" for k, _ in headers):
-            headers = headers + [(b"content-length", str(len(reply.body)).encode())]
+        if not bodiless:  # the length of the body read (a chunked one sent with a Content-Length too: not that)
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(reply.body)).encode()))
         # as it came: raw bytes under their own content-encoding (Response.make would encode again)
         f.response = http.Response(
             reply.http_version, reply.status, reply.reason, http.Headers(headers), reply.body, None, started, time.time()

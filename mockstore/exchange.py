@@ -76,7 +76,8 @@ class Request:
 
     @property
     def url(self) -> str:
-        qs = f"?{urlencode(self.query)}" if self.query else ""
+        # a query byte that is not UTF-8 came as a lone surrogate (mitmproxy's surrogateescape): back to that byte
+        qs = f"?{urlencode(self.query, errors='surrogateescape')}" if self.query else ""
         return f"{self.scheme}://{self.authority}{self.path}{qs}"
 
     def json(self) -> Any:
@@ -102,7 +103,7 @@ class Response:
 
     @classmethod
     def make_json(cls, status: int, data: Any, headers: Headers | None = None) -> "Response":
-        body = json.dumps(data, ensure_ascii=False).encode()
+        body = to_wire(json.dumps(data, ensure_ascii=False))  # a value taken from a path byte that is not UTF-8
         hs = [("content-type", "application/json")] + list(headers or [])
         return cls(status, hs, body)
 

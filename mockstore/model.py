@@ -42,7 +42,10 @@ def match_key(method: str, authority: str, path: str, query: list[tuple[str, str
     key of one without them is what it was before this was part of it)."""
     q = "&".join(f"{k}={v}" for k, v in sorted(query))
     text = f"{method}\n{authority}\n{path}\n{q}\n{body}" + ("\ncreds" if creds else "")
-    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # a raw byte off the wire, as mitmproxy decoded it
+    except UnicodeEncodeError:  # a lone surrogate no wire byte makes: a JSON body's "\ud800"
+        raw = text.encode("utf-8", "surrogatepass")
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big") >> 1
 
 

@@ -57,6 +57,11 @@ MAX_ITEMS = 5
 # rather than memory).
 MAX_LENGTH = 65536
 MAX_COUNT = 1000
+# Values one answer may hold beyond what its schema requires. Array lengths multiply down a
+# nesting: a schema learned from `[[[[...]]]]` gave 3^12 values on average (4 MB, 9 s, and
+# every other synthesis waiting on the lock), 5^12 at worst. Past the budget, arrays get their
+# minimum length and objects their required properties only.
+MAX_VALUES = 10_000
 NULL_RATE = 0.1  # how often a nullable field is null
 POOL = 256  # values in each pool of faker values
 PLANS = 512  # learned endpoints' plans kept
@@ -154,7 +159,7 @@ def synthesize(
     same whatever the request's values."""
     if not isinstance(schema, (dict, bool)):
         raise SynthError(f"a schema must be an object, not {type(schema).__name__}")
-    digest = hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}\x00{key}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
     rnd = random.Random(int.from_bytes(digest, "big"))
     gen = _Generator(rnd, root if root is not None else schema, learned)
     try:
@@ -318,13 +323,20 @@ class _Compiler:
         item = self.node(items, _singular(name), depth + 1, path + "[]")
         if depth >= MAX_DEPTH:
             return lambda g: [item(g) for _ in range(lo)]
+
+        def count(g) -> int:
+            """How many items: drawn, but no more than the minimum once the budget is spent
+            (nested arrays multiply their lengths: see MAX_VALUES)."""
+            g.budget -= 1
+            return max(lo, min(g.rnd.randint(least, hi), g.budget))
+
         if not _is_object(items) or "id" not in (items.get("properties") or {}):
-            return lambda g: [item(g) for _ in range(g.rnd.randint(least, hi))]
+            return lambda g: [item(g) for _ in range(count(g))]
 
         def distinct(g):
             """Items are told apart by their id: one drawn twice from the ids seen is one item."""
             out, ids = [], set()
-            for _ in range(g.rnd.randint(least, hi)):
+            for _ in range(count(g)):
                 v = item(g)
                 key = _freeze(v.get("id")) if isinstance(v, dict) else None
                 if key not in ids or len(out) < lo:
@@ -431,6 +443,7 @@ class _Generator:
         self.refs: dict[str, int] = {}
         self.plan = learned
         self.at: dict[str, Any] = {}  # field path -> the raw value the request gives it
+        self.budget = MAX_VALUES
 
     def draw(self, kind: str) -> Any:
         return _pools.draw(self.rnd, kind)
@@ -516,6 +529,7 @@ class _Generator:
         return v
 
     def drawn(self, schema: Any, name: str, depth: int, path: str) -> Any:
+        self.budget -= 1
         if schema is True or schema == {}:
             if _snake(name).startswith(("is_", "has_")):
                 return self.rnd.random() < 0.5
@@ -605,7 +619,7 @@ class _Generator:
         props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
         required = [r for r in schema.get("required") or [] if isinstance(r, str)]
         out: dict = {}
-        keep_all = depth < MAX_DEPTH
+        keep_all = depth < MAX_DEPTH and self.budget > 0
         for prop, sub in props.items():
             if keep_all or prop in required:
                 out[prop] = self.value(sub, prop, depth + 1, f"{path}.{prop}" if path else prop)
@@ -633,6 +647,7 @@ class _Generator:
             n = lo
         else:
             n = self.rnd.randint(min(max(lo, 1), hi), hi)
+            n = max(lo, min(n, self.budget))  # the budget spent: no more than the minimum
         prefix = schema.get("prefixItems")
         items = schema.get("items", True)
         if isinstance(items, list):  # draft 4 tuple form

@@ -103,7 +103,9 @@ def export_openapi(db_path, output, fmt, title, api_version):
     if fmt is None:
         fmt = "json" if getattr(output, "name", "").endswith(".json") else "yaml"
     if fmt == "json":
-        output.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(doc, indent=2, ensure_ascii=False)
+        # a path byte that is not UTF-8 is a lone surrogate here: written as its JSON escape (as YAML does)
+        output.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
     else:
         import yaml
 
