@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
+from contextlib import contextmanager
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +49,27 @@ def open_store(db_path: str) -> Store:
         return Store(db_path)
     except StoreError as e:
         raise click.ClickException(str(e)) from None
+
+
+@contextmanager
+def store_connection(path: str, *, must_exist: bool, first: str, refused: tuple = ()):
+    """A connection to the store (migrated) for one command, closed after; the library's
+    refusals (`refused`) are one-line errors. `first`: what to do when there is no store."""
+    from ..store import StoreError, connect, migrate
+
+    if must_exist and not Path(path).exists():
+        raise click.ClickException(f"no store at {path!r}: {first}, or pass --db")
+    try:
+        db = connect(path)
+        migrate(db)
+    except StoreError as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        yield db
+    except refused as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        db.conn.close()
 
 
 def load_model(db_path: str) -> Model:

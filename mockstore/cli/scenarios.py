@@ -8,27 +8,19 @@ from pathlib import Path
 
 import click
 
+from . import store_connection
+
 DB_OPTION = click.option("--db", default="mockstore.db", show_default=True, help="The store (default ./mockstore.db).")
 
 
 @contextmanager
 def _db(path: str, *, must_exist: bool = True):
+    """A connection to the store for one command; a refused scenario is a one-line error."""
     from mockstore import scenarios, stubs
-    from mockstore.store import StoreError, connect, migrate
 
-    if must_exist and not Path(path).exists():
-        raise click.ClickException(f"no store at {path!r}: add a scenario first, or pass --db")
-    try:
-        db = connect(path)
-        migrate(db)
-    except StoreError as e:
-        raise click.ClickException(str(e)) from None
-    try:
+    refused = (scenarios.ScenarioError, stubs.StubError)
+    with store_connection(path, must_exist=must_exist, first="add a scenario first", refused=refused) as db:
         yield db
-    except (scenarios.ScenarioError, stubs.StubError) as e:
-        raise click.ClickException(str(e)) from None
-    finally:
-        db.conn.close()
 
 
 def register(cli: click.Group) -> None:

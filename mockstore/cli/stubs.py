@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from . import store_connection
+
 DB_OPTION = click.option("--db", default="mockstore.db", show_default=True, help="The store (default ./mockstore.db).")
 
 
@@ -17,21 +19,9 @@ DB_OPTION = click.option("--db", default="mockstore.db", show_default=True, help
 def _db(path: str, *, must_exist: bool = True):
     """A connection to the store for one command; a refused stub is a one-line error."""
     from mockstore import stubs
-    from mockstore.store import StoreError, connect, migrate
 
-    if must_exist and not Path(path).exists():
-        raise click.ClickException(f"no store at {path!r}: add a stub first, or pass --db")
-    try:
-        db = connect(path)
-        migrate(db)
-    except StoreError as e:
-        raise click.ClickException(str(e)) from None
-    try:
+    with store_connection(path, must_exist=must_exist, first="add a stub first", refused=(stubs.StubError,)) as db:
         yield db
-    except stubs.StubError as e:
-        raise click.ClickException(str(e)) from None
-    finally:
-        db.conn.close()
 
 
 def _read(file: str):
