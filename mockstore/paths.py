@@ -8,6 +8,12 @@ A segment becomes a parameter for one of two reasons:
 
 * it *looks* like a value: an integer, uuid, hex digest, ulid, mongo object id, a date, or
   a slug (`how-to-train-a-dragon-x1`);
+* it *is* a value the conversation carried: the client sent it or the API answered it
+  earlier in the same traffic (`/members/alice` after a sign-up with `"username": "alice"`, a
+  slug a create returned, a label from a list). The learner hands each body's string values
+  to `note_values`, which keeps the last `ECHOES` of them per host with the field that first
+  carried them; a new literal equal to one becomes a parameter named after that field
+  (`/members/{username}`), so one observation is enough;
 * its position *behaves* like a value: more than `FOLD_AFTER` distinct, rarely repeated
   literals under the same parent (usernames, country codes). Those literals are then
   folded into the parameter, subtrees included, and the caller is told which templates
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from itertools import islice
 
 # More than this many distinct, rarely seen literals at one position make it a parameter.
 FOLD_AFTER = 5
@@ -33,6 +40,12 @@ FOLD_AFTER_AT_ROOT = 20
 MAX_SEGMENTS = 64
 # A literal seen at most this many times counts as "rarely repeated".
 RARE_HITS = 2
+# Per host: how many recent string values of bodies are remembered (with their field's name),
+# and how many one body may contribute (a big list must not flush the rest).
+ECHOES = 4096
+ECHOES_PER_BODY = 256
+# A body is walked this deep for values.
+ECHO_DEPTH = 8
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _ULID = re.compile(r"[0-9][0-9A-HJKMNP-TV-Z]{25}")
@@ -41,6 +54,9 @@ _DATE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
 _SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)+")
 _NON_WORD = re.compile(r"\W")
 _PREFIX = re.compile(r"api|rest|public|internal|latest|v\d+(\.\d+)*|\d+\.\d+")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A value that can be a path segment: one word-ish token, no spaces, slashes or dots only.
+_ECHO_VALUE = re.compile(r"[A-Za-z0-9_~@+-][A-Za-z0-9_.~@+-]{0,127}")
 
 
 def classify(segment: str) -> str | None:
@@ -206,6 +222,9 @@ class PathTemplates:
         # (`generation` is the number of folds so far).
         self.last_nodes: tuple[_Node, ...] = ()
         self.generation = 0
+        # Per host: recent string values of bodies -> the field they came in (see note_values).
+        # Not saved with the state: they only name what the traffic after them shows.
+        self._echoes: dict[str, dict[str, str]] = {}
         if not state:
             return
         try:
@@ -234,6 +253,40 @@ class PathTemplates:
         roots = [self._roots[host]] if host is not None else list(self._roots.values())
         return sorted({node.template for root in roots for _, node in root.terminals()})
 
+    def note_values(self, host: str, value) -> None:
+        """Remember the string values of a parsed JSON body (request or response) as values
+        the conversation carried, each with the name of the field it came in (a list's items
+        by the list's name made singular: `"labels": ["intro"]` -> `label`). A path learned
+        after this that has one of them as a new segment gets a parameter of that name.
+
+        Bounded: at most `ECHOES_PER_BODY` values of a body, `ECHOES` per host (the oldest
+        go), `ECHO_DEPTH` levels deep: well under a microsecond per value, on the event loop."""
+        echoes = self._echoes.get(host)
+        if echoes is None:
+            echoes = self._echoes[host] = {}
+        found: list[tuple[str, str]] = []
+        _collect(value, "", ECHO_DEPTH, found)
+        match = _ECHO_VALUE.fullmatch
+        for name, v in found:
+            if 1 < len(v) <= 128 and not v.isdigit() and match(v):
+                # Named by the field that first carried it (where it came from: the
+                # `username` of a sign-up, not the `author` of a reply); most recent last,
+                # so eviction takes the oldest.
+                echoes[v] = echoes.pop(v, name)
+        while len(echoes) > ECHOES:
+            del echoes[next(iter(echoes))]
+
+    def echo_name(self, host: str, segment: str) -> str | None:
+        """The parameter name a segment gets because a body carried it before, or None."""
+        name = self._echoes.get(host, {}).get(segment)
+        if not name:
+            return None
+        if not _NAME.fullmatch(name):
+            name = _NON_WORD.sub("_", name).strip("_")
+            if not name or name[0].isdigit():
+                return None
+        return name
+
     def learn(self, host: str, path: str) -> tuple[str, list[str]]:
         """Observe a path; return (template, merged) where `merged` lists templates that this
         observation just folded into `template`, so the caller can merge their stats.
@@ -250,10 +303,13 @@ class PathTemplates:
         merged: list[str] = []
         prefix_only = True  # only root-like literals so far
         parent_literal: str | None = None
+        echoes = self._echoes.get(host)
         for seg in split(path):
             child = node.lit.get(seg)
             if child is None:
                 kind = classify(seg)
+                if kind is None and echoes and not prefix_only and seg in echoes:
+                    kind = self.echo_name(host, seg)  # a value the conversation carried
                 if kind is not None or (node.param is not None and node.param.promoted):
                     child = self._param(node, kind or "slug", parent_literal)
                 else:
@@ -369,6 +425,31 @@ class PathTemplates:
         nodes.reverse()
         params = {node.name: seg for node, seg in zip(nodes, segments) if node.kind is not None}
         return (nodes[-1] if nodes else root).template, params
+
+
+def _collect(v, name: str, depth: int, out: list) -> None:
+    """(field name, string) pairs of a JSON value, at most `ECHOES_PER_BODY`, walked `depth`
+    levels deep; a list's items are named by the list's name made singular."""
+    if isinstance(v, dict):
+        if depth:
+            for k, x in v.items():
+                if len(out) >= ECHOES_PER_BODY:
+                    return
+                if x.__class__ is str:
+                    if x and " " not in x:
+                        out.append((k, x))
+                elif isinstance(x, (dict, list)):
+                    _collect(x, k, depth - 1, out)
+    elif isinstance(v, list) and depth:
+        item = singular(name) if name else ""
+        for x in islice(v, ECHOES_PER_BODY):
+            if len(out) >= ECHOES_PER_BODY:
+                return
+            if x.__class__ is str:
+                if item and x and " " not in x:
+                    out.append((item, x))
+            elif isinstance(x, (dict, list)):
+                _collect(x, item, depth - 1, out)
 
 
 def _match(node: _Node, segments: list[str], i: int) -> list[_Node] | None:
