@@ -233,3 +233,49 @@ def test_echoes_name_parameters_and_stay_bounded():
     assert len(t._echoes["h"]) <= 4096
     assert t.learn("h", "/things/v39x0")[0] == "/things/{name}"
     assert t.learn("h", "/things2/v0x0")[0] == "/things2/v0x0"
+
+
+def _serve_learned(proxy, db):
+    return proxy(None, mode="mock", db=db, runner="serve", mock_vb_learned="true")
+
+
+def test_a_new_users_session_against_the_learned_twin(learned_a, proxy, realworld):
+    """B (other name, titles, labels, filters) against the mock learned from A's session, the
+    backend stopped: every check that passes against the real API passes against the mock,
+    with B's own values (sign-up and sign-in tokens accepted, /me is B, B's slugs, B's counts)."""
+    db, _ = learned_a
+    _, url = realworld()  # a fresh real API, for what B's session should see
+    with httpx.Client(base_url=url, timeout=10) as client:
+        real = session(client, *B).passed()
+    mock = _serve_learned(proxy, db)
+    with mock.client() as client:
+        checks = session(client, *B)
+        twin = checks.passed()
+        assert len(real & twin) >= 0.99 * len(real), sorted(real - twin)
+        # an unknown token is nobody
+        assert client.get("/me", headers={"Authorization": "Token nope"}).status_code == 401
+        # what B created is there, under B's slug, in B's envelope
+        r = client.get(f"/posts/{slugify(B[1][0])}")
+        assert r.json()["post"]["owner"] == B[0] and r.json()["post"]["title"] == B[1][0]
+
+
+def test_resources_infer_explains_each_decision(learned_a):
+    from click.testing import CliRunner
+
+    from mockstore.cli import cli
+
+    db, _ = learned_a
+    result = CliRunner().invoke(cli, ["resources", "infer", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "posts (/posts, pk slug" in out and "members (/members, pk username" in out and "replies (/replies" in out
+    for why in ("one item travels as {'post': {...}}",
+                "lists travel as {'posts': [...], 'postsCount': n}",
+                "the server makes 'slug' from 'title'",
+                "'owner' is the signed-in user",
+                "'liked' flips, 'likesCount' moves; ?liked_by= lists what a user turned on",
+                "'subscribed' flips",
+                "?owner=", "?label= matches an item of 'labels'", "?limit=", "?offset=",
+                "replies live under each post", "deleting a post deletes its replies",
+                "GET /me answers the token's user", "sign-in (POST /accounts/login, by 'email')"):
+        assert why in out, why
