@@ -242,7 +242,8 @@ def _serve_learned(proxy, db):
 def test_a_new_users_session_against_the_learned_twin(learned_a, proxy, realworld):
     """B (other name, titles, labels, filters) against the mock learned from A's session, the
     backend stopped: every check that passes against the real API passes against the mock,
-    with B's own values (sign-up and sign-in tokens accepted, /me is B, B's slugs, B's counts)."""
+    with B's own values (sign-up and sign-in tokens accepted, /me is B, B's slugs, B's counts).
+    A's session then runs twice more as it was learned: its own creates replay."""
     db, _ = learned_a
     _, url = realworld()  # a fresh real API, for what B's session should see
     with httpx.Client(base_url=url, timeout=10) as client:
@@ -257,6 +258,10 @@ def test_a_new_users_session_against_the_learned_twin(learned_a, proxy, realworl
         # what B created is there, under B's slug, in B's envelope
         r = client.get(f"/posts/{slugify(B[1][0])}")
         assert r.json()["post"]["owner"] == B[0] and r.json()["post"]["title"] == B[1][0]
+        # A's own session, twice more without a restart: as it passed against the real API
+        for _ in range(2):
+            again = session(client, *A)
+            assert not [n for n, ok in again.results if not ok]
 
 
 def test_resources_infer_explains_each_decision(learned_a):

@@ -188,7 +188,8 @@ class Auth:
                 raise HttpError(422, f"{users.pk} is required", users.pk)
             from .crud import Route
 
-            if storage.get(ns, users.name, str(body[users.pk])) is not None:
+            key = str(body[users.pk])
+            if storage.get(ns, users.name, key) is not None and key not in users.replayed_keys:
                 raise HttpError(422, f"{users.pk}: {body[users.pk]!r} is already taken", users.pk)
             crud.create(Route(users, prefix), users, body, ns, None)
             row = storage.get(ns, users.name, str(body[users.pk]))

@@ -92,6 +92,8 @@ class Router:
                     continue
                 rest = rest[len(res.segments) :]
                 if not rest:
+                    if res.items_only:
+                        continue
                     return Route(res, prefix)
                 if self._foreign(segs):
                     return None
@@ -424,6 +426,9 @@ class Crud:
         taken = self.storage.keys(ns, res.name)
         if body.get(res.pk) is not None:
             key = str(body[res.pk])
+            if key in taken and key in res.replayed_keys:  # the learned session creating it again
+                self.delete(ns, res, key)
+                taken = self.storage.keys(ns, res.name)
             if key in taken:
                 raise HttpError(409, f"{res.name} with {res.pk} {body[res.pk]!r} already exists", res.pk)
         else:

@@ -188,7 +188,10 @@ class _Host:
         req_key, req = _item_of(self.schema(coll, "POST", "request")) if "POST" in methods else (None, None)
         req = req or {}
         required = set(req.get("required") or []) - {pk}
-        res = Resource(name=name, path="/" + "/".join(segs), pk=pk, source="learned", item_key=item_key)
+        res = Resource(name=name, path="/" + "/".join(segs), pk=pk, source="learned", item_key=item_key,
+                       items_only=not methods)
+        if not methods:
+            why.append(f"{coll} itself was never requested: only its items are served")
         for fname, fs in props.items():
             if isinstance(fs, dict):
                 res.fields[fname] = Field(fname, _type(fs), fs.get("format"),
@@ -263,6 +266,11 @@ class _Host:
         if not pairs:
             return
         pk = res.pk
+        if pk not in _IDS:  # a natural key: the session's own creates replay
+            res.replayed_keys = {str(rs[pk]) for _rq, rs in pairs if rs.get(pk) is not None}
+            if res.replayed_keys:
+                why.append(f"the {len(res.replayed_keys)} {pk!r} the learned session created can be created again "
+                           "(the session replays)")
         if pk not in sent:
             for f in sent:
                 if all(isinstance(rq.get(f), str) and slugify(rq[f]) == str(rs.get(pk)) for rq, rs in pairs):
@@ -440,6 +448,7 @@ class _Host:
                 values = [a.get(fname) for a in answers]
                 if fname not in sent and fname != users.pk and values and all(v == values[0] for v in values):
                     users.defaults.setdefault(fname, values[0])
+            users.replayed_keys |= {str(a[users.pk]) for a in answers if a.get(users.pk) is not None}
         cfg.users, cfg.username_field = users.name, users.pk
         self.model.auth = cfg
         users.why.append(

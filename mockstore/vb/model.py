@@ -109,6 +109,10 @@ class Resource:
     nested: bool = False  # routed only under its parent (/posts/{slug}/replies)
     filters: dict[str, str] = field(default_factory=dict)  # query key -> the field it filters (label -> labels)
     newest_first: bool = False  # lists show the last created first
+    items_only: bool = False  # only its items were ever requested: no list, no create route
+    # Keys the learned session itself created: creating one again replays that create (the
+    # row starts afresh) rather than conflicting, so the session runs again as it was learned.
+    replayed_keys: set[str] = field(default_factory=set)
     source: str = ""
     why: list[str] = field(default_factory=list)
 
