@@ -105,6 +105,8 @@ def session(client: httpx.Client, user: str, titles: tuple[str, str], labels: tu
     r = client.get(f"/posts/{slugs[0]}/replies", headers=auth)
     reps = (_json(r) or {}).get("replies") or []
     c("replies listed", [x.get("body") for x in reps if isinstance(x, dict)] == [f"Nice, {user}"])
+    r = client.get(f"/posts/{slugs[0]}", headers=auth)
+    c("replies counted", ((_json(r) or {}).get("post") or {}).get("repliesCount") == 1)
 
     r = client.get(f"/members/{user}", headers=auth)
     m = (_json(r) or {}).get("member") or {}
@@ -253,8 +255,9 @@ def test_a_new_users_session_against_the_learned_twin(learned_a, proxy, realworl
         checks = session(client, *B)
         twin = checks.passed()
         assert len(real & twin) >= 0.99 * len(real), sorted(real - twin)
-        # an unknown token is nobody
+        # an unknown token is nobody; writes need one
         assert client.get("/me", headers={"Authorization": "Token nope"}).status_code == 401
+        assert client.post("/posts", json={"post": {"title": "Anonymous", "body": "x", "labels": []}}).status_code == 401
         # what B created is there, under B's slug, in B's envelope
         r = client.get(f"/posts/{slugify(B[1][0])}")
         assert r.json()["post"]["owner"] == B[0] and r.json()["post"]["title"] == B[1][0]
@@ -282,5 +285,6 @@ def test_resources_infer_explains_each_decision(learned_a):
                 "'subscribed' flips",
                 "?owner=", "?label= matches an item of 'labels'", "?limit=", "?offset=",
                 "replies live under each post", "deleting a post deletes its replies",
-                "GET /me answers the token's user", "sign-in (POST /accounts/login, by 'email')"):
+                "GET /me answers the token's user", "sign-in (POST /accounts/login, by 'email')",
+                "'repliesCount' counts its replies", "/members itself was never requested"):
         assert why in out, why

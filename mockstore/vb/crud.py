@@ -242,7 +242,18 @@ class Crud:
 
     # --- helpers ---------------------------------------------------------------------
 
-    def public(self, res: Resource, row: dict, user: dict | None = None) -> dict:
+    def counted(self, ns: str | None, res: Resource) -> dict[str, dict[str, int]]:
+        """For each counting field of `res`: parent key -> how many nested rows it has now."""
+        out: dict[str, dict[str, int]] = {}
+        for name, child_name in res.counts.items():
+            link = f"__{res.name}"
+            per: dict[str, int] = {}
+            for r in self.storage.rows(ns, child_name) if ns is not None else ():
+                per[str(r.get(link))] = per.get(str(r.get(link)), 0) + 1
+            out[name] = per
+        return out
+
+    def public(self, res: Resource, row: dict, user: dict | None = None, counts: dict | None = None) -> dict:
         """A row as answers show it: without write-only fields and bookkeeping; for a resource
         learned from a real API, only the fields it showed, toggles as the `user` sees them."""
         hidden = [f.name for f in res.fields.values() if f.write_only]
@@ -255,13 +266,15 @@ class Crud:
                     out[t["flag"]] = me is not None and me in who
                 if t.get("count"):
                     out[t["count"]] = len(who)
+        for name, per in (counts or {}).items():
+            out[name] = per.get(str(row.get(res.pk)), 0)
         if res.view is not None:
             out = {k: out[k] for k in res.view if k in out}
         return out
 
-    def one(self, res: Resource, row: dict, user: dict | None = None) -> dict:
+    def one(self, res: Resource, row: dict, user: dict | None = None, ns: str | None = None) -> dict:
         """One item's answer body: wrapped in the resource's envelope if it has one."""
-        out = self.public(res, row, user)
+        out = self.public(res, row, user, self.counted(ns, res) if res.counts else None)
         return {res.item_key: out} if res.item_key else out
 
     def unwrap(self, res: Resource, body: dict) -> dict:
@@ -351,7 +364,7 @@ class Crud:
             return self.toggle(res, route.key, route.action, m, ns, user)
         if route.key is None:
             if m == "GET":
-                return self.list(route, res, self.storage.rows(ns, res.name), req, user)
+                return self.list(route, res, self.storage.rows(ns, res.name), req, user, ns)
             if m == "POST":
                 return self.create(route, res, self.unwrap(res, parse_body(req.body, req.content_type)), ns, user)
             if m == "PUT":  # update by the key in the body (petstore's PUT /pet)
@@ -364,7 +377,7 @@ class Crud:
         if m == "GET":
             row = self._get(ns, res, key)
             self.guard("read", res, row, user)
-            return Response.make_json(200, self.one(res, row, user))
+            return Response.make_json(200, self.one(res, row, user, ns))
         if m == "PUT":
             return self.replace(route, res, key, self.unwrap(res, parse_body(req.body, req.content_type)), ns, user)
         if m == "PATCH":
@@ -376,7 +389,8 @@ class Crud:
             return Response(204)
         raise HttpError(405, f"{m} is not allowed on a {res.name}", headers=[("allow", "GET, PUT, PATCH, DELETE")])
 
-    def list(self, route: Route, res: Resource, rows: list[dict], req: Request, user: dict | None) -> Response:
+    def list(self, route: Route, res: Resource, rows: list[dict], req: Request, user: dict | None,
+             ns: str | None = None) -> Response:
         if res.rules.get("read") == "owner" and res.owner:
             rows = [r for r in rows if user and _same(r.get(res.owner), user.get(self._user_pk()))]
         query = req.query
@@ -391,7 +405,8 @@ class Crud:
         if res.newest_first:
             rows = rows[::-1]
         page, total = query_rows(rows, res, query)
-        page = [self.public(res, r, user) for r in page]
+        counts = self.counted(ns, res) if res.counts else None
+        page = [self.public(res, r, user, counts) for r in page]
         headers = [("x-total-count", str(total))]
         env = res.envelope
         if env:
@@ -436,7 +451,7 @@ class Crud:
             key = str(body[res.pk])
         self.validate(ns, res, body, None)
         self.storage.put(ns, res.name, key, body)
-        return Response.make_json(status, self.one(res, body, user),
+        return Response.make_json(status, self.one(res, body, user, ns),
                                   [("location", self.location(route, res, body[res.pk]))])
 
     def replace(self, route: Route, res: Resource, key: str, body: dict, ns: str, user: dict | None) -> Response:
@@ -451,7 +466,7 @@ class Crud:
         body.update({k: v for k, v in old.items() if k.startswith("__")})
         self.validate(ns, res, body, key)
         self.storage.put(ns, res.name, key, body)
-        return Response.make_json(200, self.one(res, body, user))
+        return Response.make_json(200, self.one(res, body, user, ns))
 
     def patch(self, res: Resource, key: str, body: dict, ns: str, user: dict | None) -> Response:
         old = self._get(ns, res, key)
@@ -465,14 +480,14 @@ class Crud:
         row = {**old, **body}
         self._write(ns, res, row, key)
         self.storage.put(ns, res.name, key, row)
-        return Response.make_json(200, self.one(res, row, user))
+        return Response.make_json(200, self.one(res, row, user, ns))
 
     def toggle(self, res: Resource, key: str, action: str, method: str, ns: str, user: dict | None) -> Response:
         """`PUT /posts/{slug}/like` turns the action on for the token's user, `DELETE` off: the
         flag the user sees flips and the count moves; GET shows the item as it is."""
         row = self._get(ns, res, key)
         if method == "GET":
-            return Response.make_json(200, self.one(res, row, user))
+            return Response.make_json(200, self.one(res, row, user, ns))
         if method not in ("PUT", "POST", "DELETE"):
             raise HttpError(405, f"{method} is not allowed on {action}", headers=[("allow", "PUT, POST, DELETE")])
         if user is None:
@@ -483,7 +498,7 @@ class Crud:
             who.append(me)
         row = {**row, toggled(action): who}
         self.storage.put(ns, res.name, key, row)
-        return Response.make_json(200, self.one(res, row, user))
+        return Response.make_json(200, self.one(res, row, user, ns))
 
     def delete(self, ns: str, res: Resource, key: str) -> None:
         """Delete a row and what hangs on it, as each reference says; 409 when restricted."""
@@ -536,7 +551,7 @@ class Crud:
             value = parent.get(f.ref.field)
             if m == "GET":
                 rows = [r for r in self.storage.rows(ns, child.name) if _same(r.get(f.name), value)]
-                return self.list(route, child, rows, req, user)
+                return self.list(route, child, rows, req, user, ns)
             if m == "POST":
                 body = self.unwrap(child, parse_body(req.body, req.content_type))
                 body[f.name] = value
@@ -550,7 +565,7 @@ class Crud:
             if m == "GET":
                 linked = {str(j.get(oc)) for j in links}
                 rows = [r for r in self.storage.rows(ns, other.name) if str(r.get(other.pk)) in linked]
-                return self.list(route, other, rows, req, user)
+                return self.list(route, other, rows, req, user, ns)
             if m == "POST":
                 body = parse_body(req.body, req.content_type)
                 if body.get(other.pk) is not None and len(body) == 1:

@@ -285,8 +285,9 @@ class _Host:
                 res.stamps.append(fname)
                 why.append(f"{fname!r} is stamped with the time of the create")
             elif values and all(isinstance(v, str) for v in values) and set(values) <= self.user_values:
-                res.owner = fname
-                why.append(f"{fname!r} is the signed-in user (every create answered a user's key)")
+                res.owner, res.protected = fname, "write"
+                why.append(f"{fname!r} is the signed-in user (every create answered a user's key): "
+                           "writes need a token")
             elif values and all(v == values[0] for v in values) and not isinstance(values[0], (dict, list)) or values == [[]] * len(values):
                 res.defaults[fname] = values[0]
         if res.defaults:
@@ -374,6 +375,12 @@ class _Host:
             self.list_shape(res, t, methods, why)
             self.created(res, t, req_key, set((req or {}).get("properties") or {}), why)
             res.view = list(props)
+            counter = next((k for k, f in parent.fields.items() if f.type == "integer"
+                            and k.lower() in (f"{name.lower()}count", f"{name.lower()}_count")), None)
+            if counter:
+                parent.counts[counter] = name
+                parent.defaults.pop(counter, None)
+                parent.why.insert(-1, f"{counter!r} counts its {name}")
             res.why = [f"POST {self.host}{t} answered objects with {pk!r}: {name} live under each {_model_singular(parent.name)}",
                        f"deleting a {_model_singular(parent.name)} deletes its {name}", *why]
             out.append(res)

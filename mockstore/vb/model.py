@@ -113,6 +113,7 @@ class Resource:
     # Keys the learned session itself created: creating one again replays that create (the
     # row starts afresh) rather than conflicting, so the session runs again as it was learned.
     replayed_keys: set[str] = field(default_factory=set)
+    counts: dict[str, str] = field(default_factory=dict)  # field -> nested resource it counts (repliesCount)
     source: str = ""
     why: list[str] = field(default_factory=list)
 
