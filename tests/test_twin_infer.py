@@ -261,6 +261,20 @@ def test_a_new_users_session_against_the_learned_twin(learned_a, proxy, realworl
         # what B created is there, under B's slug, in B's envelope
         r = client.get(f"/posts/{slugify(B[1][0])}")
         assert r.json()["post"]["owner"] == B[0] and r.json()["post"]["title"] == B[1][0]
+        # deleting an item takes it out of every list that showed it
+        token = client.post("/accounts/login", json={"account": {"email": f"{B[0]}@mail.test", "password": f"pw-{B[0]}-secret"}})
+        auth = {"Authorization": f"Token {token.json()['account']['token']}"}
+        r = client.post("/posts", headers=auth, json={"post": {"title": "Short Lived", "body": "x", "labels": ["tech"]}})
+        assert r.status_code == 201 and r.json()["post"]["slug"] == "short-lived"
+        assert client.put("/posts/short-lived/like", headers=auth).json()["post"]["likesCount"] == 1
+        lists = [{"liked_by": B[0]}, {"label": "tech"}, {"owner": B[0]}, {}]
+        before = [client.get("/posts", params=q).json() for q in lists]
+        assert all("short-lived" in [p["slug"] for p in d["posts"]] for d in before)
+        assert client.delete("/posts/short-lived", headers=auth).status_code == 204
+        after = [client.get("/posts", params=q).json() for q in lists]
+        for b, a in zip(before, after):
+            assert "short-lived" not in [p["slug"] for p in a["posts"]]
+            assert a["postsCount"] == b["postsCount"] - 1 == len(a["posts"])
         # A's own session, twice more without a restart: as it passed against the real API
         for _ in range(2):
             again = session(client, *A)

@@ -4,6 +4,16 @@ A template that answered a POST with an object carrying an id, and whose items
 (`/posts/{id}`) were read, replaced, patched or deleted, is a resource. Its fields are
 the learned response schema; its seed rows are the objects seen in real responses,
 replayed in order (a row deleted while learning stays deleted).
+
+Real APIs dress the same idea differently, and each dress is read off the traffic, not
+configured: an item in an envelope (`{"post": {...}}`) and lists with a count
+(`{"posts": [...], "postsCount": n}`); a natural key the item path is named by (`{slug}`,
+`{username}`, see mockstore.paths), possibly made by the server (a slug of the title, checked
+on every create seen); what a create adds (timestamps, constant defaults, the signed-in user
+as owner); sub-resources that toggle state per user (`PUT`/`DELETE .../like`); collections
+nested under an item (`/posts/{slug}/replies`) and the parent's count of them; sign-up and
+sign-in answering a token, and the route answering the token's user (`/me`); filters from the
+query keys seen. Every decision is written to the resource's `why` (`resources infer`).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from .model import singular as _model_singular
 from .openapi import _type
 
 _PARAM = re.compile(r"^\{[^}]*\}$")
+SAMPLE = 500  # recorded exchanges read where a sample tells enough (shapes, order, toggles)
 _IDS = ("id", "uuid", "_id", "ID", "Id")
 
 
@@ -112,10 +123,11 @@ class _Host:
         eid = self.templates.get(template, {}).get(method)
         return _schema(self.eps, eid, kind, status) if eid else None
 
-    def exchanges(self, *templates: str) -> list[tuple[str, str, str, Any, Any]]:
-        """(method, path, template, request JSON, response JSON) of the 2xx exchanges, in order."""
-        return [(str(m).upper(), p, t, _json(rq), _json(rs))
-                for m, p, t, _st, rq, rs in recordings.bodies_of_templates(self.conn, list(templates))]
+    def exchanges(self, *templates: str, sample: bool = False) -> list[tuple[str, str, str, Any, Any]]:
+        """(method, path, template, request JSON, response JSON) of the 2xx exchanges, in order;
+        only the first `SAMPLE` when a sample is enough (a shape, an order)."""
+        rows = recordings.bodies_of_templates(self.conn, list(templates), SAMPLE if sample else -1)
+        return [(str(m).upper(), p, t, _json(rq), _json(rs)) for m, p, t, _st, rq, rs in rows]
 
     def query_keys(self, template: str, method: str = "GET") -> list[str]:
         ep = self.eps.get(self.templates.get(template, {}).get(method))
@@ -224,7 +236,7 @@ class _Host:
 
     def key_by_value(self, item: str, item_key: str | None, props: dict) -> str | None:
         """The field whose value is the item path's segment in the recorded reads."""
-        for method, path, _t, _rq, rs in self.exchanges(item):
+        for method, path, _t, _rq, rs in self.exchanges(item, sample=True):
             obj = _unwrap(rs, item_key)
             seg = _segs(path)[-1] if _segs(path) else None
             if method == "GET" and isinstance(obj, dict):
@@ -247,7 +259,8 @@ class _Host:
                       if k in ints), None) or (ints[0] if len(ints) == 1 else None)
         res.envelope = {"items": items, "total": total}
         why.append(f"lists travel as {{{items!r}: [...]" + (f", {total!r}: n}} (the count of all matches)" if total else "}"))
-        seen = [rs.get(items) for m, _p, _t, _rq, rs in self.exchanges(coll) if m == "GET" and isinstance(rs, dict)]
+        seen = [rs.get(items) for m, _p, _t, _rq, rs in self.exchanges(coll, sample=True)
+                if m == "GET" and isinstance(rs, dict)]
         stamps = [f.name for f in res.fields.values() if f.format == "date-time"]
         orders = []
         for page in seen:
@@ -304,7 +317,7 @@ class _Host:
                 continue
             on: dict = {}
             off: dict = {}
-            for m, _p, _t, _rq, rs in self.exchanges(t):
+            for m, _p, _t, _rq, rs in self.exchanges(t, sample=True):
                 obj = _unwrap(rs, res.item_key)
                 if isinstance(obj, dict):
                     (off if m == "DELETE" else on).update(obj)
