@@ -161,6 +161,16 @@ class Resource:
             "seed_rows": len(self.seed_rows),
             "generate": self.count,
             "protected": self.protected,
+            **{k: v for k, v in {  # shapes learned from a real API, when there are any
+                "item_envelope": self.item_key,
+                "list_envelope": self.envelope,
+                "key_made_from": self.derive,
+                "owner": self.owner,
+                "actions": self.toggles,
+                "filters": self.filters,
+                "counts": self.counts,
+                "nested": self.nested or None,
+            }.items() if v},
             "why": self.why,
         }
 
