@@ -46,6 +46,9 @@ ECHOES = 4096
 ECHOES_PER_BODY = 256
 # A body is walked this deep for values.
 ECHO_DEPTH = 8
+# A parameter made from echoes keeps this many of the literals it took, in its saved state: a
+# process that saw the same path without the body that carried it learns it is a value.
+VALUES_KEPT = 64
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _ULID = re.compile(r"[0-9][0-9A-HJKMNP-TV-Z]{25}")
@@ -103,7 +106,7 @@ def split(path: str) -> list[str]:
 
 
 class _Node:
-    __slots__ = ("hits", "ends", "lit", "param", "kind", "promoted", "name", "names", "template")
+    __slots__ = ("hits", "ends", "lit", "param", "kind", "promoted", "name", "names", "template", "values")
 
     def __init__(self, kind: str | None = None):
         self.hits = 0  # observations that went through this node
@@ -116,6 +119,20 @@ class _Node:
         self.name = ""
         self.names: tuple[str, ...] = ()  # parameter names used from the root down to here
         self.template = "/"
+        # For a parameter made from echoes: segments known to be values (see VALUES_KEPT).
+        self.values: dict[str, None] | None = None
+
+    def remember(self, segment: str) -> None:
+        values = self.values
+        if values is None:
+            values = self.values = {}
+        values.pop(segment, None)
+        values[segment] = None
+        if len(values) > VALUES_KEPT:
+            del values[next(iter(values))]
+
+    def knows(self, segment: str) -> bool:
+        return self.values is not None and segment in self.values
 
     # -- naming ---------------------------------------------------------------------
 
@@ -143,6 +160,8 @@ class _Node:
     def absorb(self, other: _Node) -> None:
         self.hits += other.hits
         self.ends += other.ends
+        for seg in other.values or ():
+            self.remember(seg)
         for seg, child in other.lit.items():
             if seg in self.lit:
                 self.lit[seg].absorb(child)
@@ -180,6 +199,8 @@ class _Node:
             p = self.param.to_state()
             p["kind"] = self.param.kind
             p["promoted"] = self.param.promoted
+            if self.param.values:
+                p["values"] = list(self.param.values)
             state["param"] = p
         return state
 
@@ -194,6 +215,8 @@ class _Node:
         if p:
             node.param = cls.from_state(p, p.get("kind") or "id")
             node.param.promoted = bool(p.get("promoted"))
+            for seg in p.get("values") or ():
+                node.param.remember(str(seg))
         return node
 
 
@@ -308,9 +331,12 @@ class PathTemplates:
             child = node.lit.get(seg)
             if child is None:
                 kind = classify(seg)
-                if kind is None and echoes and not prefix_only and seg in echoes:
-                    kind = self.echo_name(host, seg)  # a value the conversation carried
-                if kind is not None or (node.param is not None and node.param.promoted):
+                if kind is None and not prefix_only and (
+                    (echoes and seg in echoes) or (node.param is not None and node.param.knows(seg))
+                ):  # a value the conversation carried (here, or in another process)
+                    child = self._param(node, self.echo_name(host, seg) or "slug", parent_literal)
+                    child.remember(seg)
+                elif kind is not None or (node.param is not None and node.param.promoted):
                     child = self._param(node, kind or "slug", parent_literal)
                 else:
                     child = self._literal(node, seg, prefix_only, parent_literal)
@@ -349,9 +375,9 @@ class PathTemplates:
             if root is None:
                 self._roots[host] = other
             else:
-                self._unite(root, other, True, None)
+                self._unite(host, root, other, True, None)
 
-    def _unite(self, node: _Node, other: _Node, prefix_only: bool, parent_literal: str | None) -> None:
+    def _unite(self, host: str, node: _Node, other: _Node, prefix_only: bool, parent_literal: str | None) -> None:
         node.hits, node.ends = max(node.hits, other.hits), max(node.ends, other.ends)
         if other.param is not None:
             if node.param is None:
@@ -360,17 +386,34 @@ class PathTemplates:
                 node.param.rename(None)
             else:
                 node.param.promoted = node.param.promoted or other.param.promoted
-                self._unite(node.param, other.param, False, None)
+                for seg in other.param.values or ():
+                    node.param.remember(seg)
+                self._unite(host, node.param, other.param, False, None)
+        echoes = self._echoes.get(host)
         for seg, theirs in other.lit.items():
             mine = node.lit.get(seg)
             if mine is not None:
-                self._unite(mine, theirs, prefix_only and _PREFIX.fullmatch(seg) is not None, seg)
-            elif node.param is not None and node.param.promoted:  # as `learn` routes a new literal
-                self._unite(node.param, theirs, False, None)
+                self._unite(host, mine, theirs, prefix_only and _PREFIX.fullmatch(seg) is not None, seg)
+            elif node.param is not None and (node.param.promoted or node.param.knows(seg)):
+                self._unite(host, node.param, theirs, False, None)  # as `learn` routes a new literal
+            elif not prefix_only and echoes and seg in echoes and classify(seg) is None:
+                param = self._param(node, self.echo_name(host, seg) or "slug", parent_literal)
+                param.remember(seg)
+                self._unite(host, param, theirs, False, None)
+            elif echoes:  # walked, so that a value deeper in it is met as `learn` would meet it
+                mine = node.lit[seg] = _Node()
+                node._child_template(mine, seg, parent_literal)
+                self._unite(host, mine, theirs, prefix_only and _PREFIX.fullmatch(seg) is not None, seg)
             else:
                 node.lit[seg] = theirs
                 node._child_template(theirs, seg, parent_literal)
                 theirs.rename(seg)
+        # Literals of this side the other knows to be values (it saw the body that carried
+        # them) are values here too.
+        if node.param is not None and node.param.values:
+            known = [s for s in node.lit if node.param.knows(s)]
+            if known:
+                self._fold(node, known, parent_literal, promote=False)
         # `learn` leaves no rare literal beside a promoted parameter (the fold that promoted
         # it took them all, and it takes every new one): nor does a union.
         rare = [s for s, c in node.lit.items() if c.hits <= RARE_HITS]
@@ -393,11 +436,11 @@ class PathTemplates:
         node._child_template(child, seg, parent_literal)
         return child
 
-    def _fold(self, node: _Node, segments: list[str], parent_literal: str | None) -> _Node:
+    def _fold(self, node: _Node, segments: list[str], parent_literal: str | None, promote: bool = True) -> _Node:
         """Turn the position into a parameter, moving the rare literals' subtrees into it."""
         self.generation += 1
         param = self._param(node, "slug", parent_literal)
-        param.promoted = True
+        param.promoted = param.promoted or promote
         moved: list[tuple[str, tuple]] = []
         for seg in segments:
             child = node.lit.pop(seg)

@@ -302,3 +302,26 @@ def test_resources_infer_explains_each_decision(learned_a):
                 "GET /me answers the token's user", "sign-in (POST /accounts/login, by 'email')",
                 "'repliesCount' counts its replies", "/members itself was never requested"):
         assert why in out, why
+
+
+def test_processes_that_saw_the_body_and_the_path_apart_agree():
+    """Workers learning one store: one saw the sign-up, another the member's path. Whichever
+    merges whom, `/members/alice` ends up `/members/{username}` on both sides (the side that
+    saw the body names it; the parameter keeps the values it took, so the other side folds its
+    literal), and the fold is reported so the model moves what was counted under it."""
+    bodies, paths = PathTemplates(), PathTemplates()
+    bodies.learn("h", "/accounts")
+    bodies.note_values("h", {"account": {"username": "alice"}})
+    paths.learn("h", "/members/alice/subscription")
+    paths.learn("h", "/members/alice")
+    # the side with the body takes the other's paths
+    bodies.merge(paths.to_state())
+    assert {"/members/{username}", "/members/{username}/subscription"} <= set(bodies.templates("h"))
+    assert not [t for t in bodies.templates("h") if "alice" in t]
+    # the side with only the paths takes the first side's state back
+    paths.merge(bodies.to_state())
+    assert not [t for t in paths.templates("h") if "alice" in t], paths.templates("h")
+    assert ("/members/alice", "/members/{username}") in paths.last_folds
+    assert paths.match("h", "/members/bruno") == ("/members/{username}", {"username": "bruno"})
+    # and a later path there with a value it now knows goes into the parameter too
+    assert paths.learn("h", "/members/alice")[0] == "/members/{username}"
