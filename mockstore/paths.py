@@ -13,7 +13,9 @@ A segment becomes a parameter for one of two reasons:
   slug a create returned, a label from a list). The learner hands each body's string values
   to `note_values`, which keeps the last `ECHOES` of them per host with the field that first
   carried them; a new literal equal to one becomes a parameter named after that field
-  (`/members/{username}`), so one observation is enough;
+  (`/members/{username}`), so one observation is enough. Such a parameter keeps the last
+  `VALUES_KEPT` literals it took in its state, so that another process (a worker that saw the
+  path but not the body) folds its own literal into it when the two merge;
 * its position *behaves* like a value: more than `FOLD_AFTER` distinct, rarely repeated
   literals under the same parent (usernames, country codes). Those literals are then
   folded into the parameter, subtrees included, and the caller is told which templates
