@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from itertools import islice
 
 # More than this many distinct, rarely seen literals at one position make it a parameter.
@@ -289,15 +290,9 @@ class PathTemplates:
         echoes = self._echoes.get(host)
         if echoes is None:
             echoes = self._echoes[host] = {}
-        found: list[tuple[str, str]] = []
-        _collect(value, "", ECHO_DEPTH, found)
-        match = _ECHO_VALUE.fullmatch
-        for name, v in found:
-            if 1 < len(v) <= 128 and not v.isdigit() and match(v):
-                # Named by the field that first carried it (where it came from: the
-                # `username` of a sign-up, not the `author` of a reply); most recent last,
-                # so eviction takes the oldest.
-                echoes[v] = echoes.pop(v, name)
+        # Named by the field that first carried it (where it came from: the `username` of a
+        # sign-up, not the `author` of a reply); most recent last, so eviction takes the oldest.
+        _collect(value, "", ECHO_DEPTH, echoes, ECHOES_PER_BODY)
         while len(echoes) > ECHOES:
             del echoes[next(iter(echoes))]
 
@@ -472,29 +467,38 @@ class PathTemplates:
         return (nodes[-1] if nodes else root).template, params
 
 
-def _collect(v, name: str, depth: int, out: list) -> None:
-    """(field name, string) pairs of a JSON value, at most `ECHOES_PER_BODY`, walked `depth`
-    levels deep; a list's items are named by the list's name made singular."""
+def _collect(v, name: str, depth: int, echoes: dict[str, str], budget: int) -> int:
+    """Remember the strings of a JSON value in `echoes` (value -> the field that first carried
+    it), at most `budget` of them, `depth` levels deep; a list's items are named by the list's
+    name made singular. Returns what is left of the budget."""
     if isinstance(v, dict):
         if depth:
             for k, x in v.items():
-                if len(out) >= ECHOES_PER_BODY:
-                    return
+                if budget <= 0:
+                    break
                 if x.__class__ is str:
-                    if x and " " not in x:
-                        out.append((k, x))
+                    if 1 < len(x) <= 128 and _ECHO_VALUE.fullmatch(x) and not x.isdigit():
+                        budget -= 1
+                        echoes[x] = echoes.pop(x, k)
                 elif isinstance(x, (dict, list)):
-                    _collect(x, k, depth - 1, out)
-    elif isinstance(v, list) and depth:
-        item = singular(name) if name else ""
+                    budget = _collect(x, k, depth - 1, echoes, budget)
+    elif isinstance(v, list) and depth and name:
+        item = _item_name(name)
         for x in islice(v, ECHOES_PER_BODY):
-            if len(out) >= ECHOES_PER_BODY:
-                return
+            if budget <= 0:
+                break
             if x.__class__ is str:
-                if item and x and " " not in x:
-                    out.append((item, x))
+                if 1 < len(x) <= 128 and _ECHO_VALUE.fullmatch(x) and not x.isdigit():
+                    budget -= 1
+                    echoes[x] = echoes.pop(x, item)
             elif isinstance(x, (dict, list)):
-                _collect(x, item, depth - 1, out)
+                budget = _collect(x, item, depth - 1, echoes, budget)
+    return budget
+
+
+@lru_cache(maxsize=1024)
+def _item_name(name: str) -> str:
+    return singular(name)
 
 
 def _match(node: _Node, segments: list[str], i: int) -> list[_Node] | None:
