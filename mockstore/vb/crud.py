@@ -222,9 +222,19 @@ def slugify(text: Any) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
 
 
+# Row fields the virtual backend keeps for itself (who liked a post, which post a reply is
+# under): stored with the row, never shown.
+BOOKKEEPING = "__mockstore_"
+
+
 def toggled(action: str) -> str:
-    """The row field holding who turned an action on (never shown)."""
-    return f"__{action}"
+    """The row field holding who turned an action on."""
+    return f"{BOOKKEEPING}{action}"
+
+
+def link_field(parent: str) -> str:
+    """The row field of a nested item holding its parent's key."""
+    return f"{BOOKKEEPING}{parent}"
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -246,7 +256,7 @@ class Crud:
         """For each counting field of `res`: parent key -> how many nested rows it has now."""
         out: dict[str, dict[str, int]] = {}
         for name, child_name in res.counts.items():
-            link = f"__{res.name}"
+            link = link_field(res.name)
             per: dict[str, int] = {}
             for r in self.storage.rows(ns, child_name) if ns is not None else ():
                 per[str(r.get(link))] = per.get(str(r.get(link)), 0) + 1
@@ -257,7 +267,7 @@ class Crud:
         """A row as answers show it: without write-only fields and bookkeeping; for a resource
         learned from a real API, only the fields it showed, toggles as the `user` sees them."""
         hidden = [f.name for f in res.fields.values() if f.write_only]
-        out = {k: v for k, v in row.items() if k not in hidden and not k.startswith("__")}
+        out = {k: v for k, v in row.items() if k not in hidden and not k.startswith(BOOKKEEPING)}
         if res.toggles:
             me = user.get(self._user_pk()) if user else None
             for action, t in res.toggles.items():
@@ -463,7 +473,7 @@ class Crud:
             if (f.read_only or f.name == res.owner) and f.name in old:
                 body[f.name] = old[f.name]
         body[res.pk] = old[res.pk]
-        body.update({k: v for k, v in old.items() if k.startswith("__")})
+        body.update({k: v for k, v in old.items() if k.startswith(BOOKKEEPING)})
         self.validate(ns, res, body, key)
         self.storage.put(ns, res.name, key, body)
         return Response.make_json(200, self.one(res, body, user, ns))

@@ -27,7 +27,7 @@ from mockstore import recordings
 from mockstore.model import Model as Learned
 from mockstore.store import connect
 
-from .crud import PAGING, slugify
+from .crud import PAGING, link_field, slugify
 from .model import AuthConfig, Field, Model, Reference, Resource, link_foreign_keys
 from .model import singular as _model_singular
 from .openapi import _type
@@ -380,7 +380,7 @@ class _Host:
             for fname, fs in props.items():
                 if isinstance(fs, dict):
                     res.fields[fname] = Field(fname, _type(fs), fs.get("format"))
-            link = f"__{parent.name}"
+            link = link_field(parent.name)
             res.fields[link] = Field(link, "any", write_only=True, ref=Reference(parent.name, parent.pk, "cascade"))
             res.id_rule = "uuid" if res.fields[pk].type == "string" else "increment"
             why: list[str] = []
