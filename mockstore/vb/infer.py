@@ -142,7 +142,6 @@ class _Host:
 
     def infer(self) -> None:
         auth = self.auth()
-        done: set[str] = set()
         # Collections: those requested, and those only their items were (/members/{username})
         colls = dict(self.templates)
         for t in self.templates:
@@ -160,7 +159,6 @@ class _Host:
                 continue
             res = self.resource(coll, methods, items[0])
             if res is not None:
-                done.add(res.name)
                 for child in self.nested(res, items[0]):
                     self.model.add(child)
         if auth is not None:
@@ -432,7 +430,6 @@ class _Host:
             obj = _unwrap(rs, cfg.item_key)
             if isinstance(obj, dict):
                 self.user_values.update(str(v) for k, v in obj.items() if isinstance(v, str) and k != cfg.token_field)
-        self._auth = cfg
         return cfg
 
     def users(self, cfg: AuthConfig) -> None:
