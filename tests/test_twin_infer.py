@@ -154,14 +154,14 @@ def test_backend_session_passes_against_itself(realworld):
 @pytest.fixture
 def learned_a(realworld, proxy):
     """User A's whole session learned through a real mitmdump; the backend is then stopped.
-    -> (db path, A's checks against the real backend)"""
+    -> (db path, A's checks against the real backend, the stopped backend's URL)"""
     backend, url = realworld()
     p = proxy(url, mode="learn")
     with p.client() as client:
         checks = session(client, *A)
     p.stop()
     backend.stop()
-    return p.db, checks
+    return p.db, checks, url
 
 
 def _templates(db) -> set[str]:
@@ -176,7 +176,7 @@ def test_path_parameters_named_by_the_conversation(learned_a):
     """Each instance path was seen once, its value carried earlier in the conversation: the
     username A signed up with, the slugs the API returned. Each is a parameter named after
     the field that carried it; no literal instance path is left."""
-    db, checks = learned_a
+    db, checks, _ = learned_a
     assert not [n for n, ok in checks.results if not ok]
     templates = _templates(db)
     assert "/members/{username}" in templates
@@ -194,7 +194,7 @@ def test_exported_openapi_names_parameters(learned_a, tmp_path):
 
     from mockstore.cli import cli
 
-    db, _ = learned_a
+    db, _, _ = learned_a
     out = tmp_path / "api.json"
     result = CliRunner().invoke(cli, ["export-openapi", "--db", str(db), "-o", str(out)])
     assert result.exit_code == 0, result.output
@@ -237,8 +237,10 @@ def test_echoes_name_parameters_and_stay_bounded():
     assert t.learn("h", "/things2/v0x0")[0] == "/things2/v0x0"
 
 
-def _serve_learned(proxy, db):
-    return proxy(None, mode="mock", db=db, runner="serve", mock_vb_learned="true")
+def _serve_learned(proxy, db, upstream):
+    """Mock mode for the API that was learned (its address, now dead, as the upstream: what
+    is not stateful is answered from the recordings of that host)."""
+    return proxy(upstream, mode="mock", db=db, runner="serve", mock_vb_learned="true")
 
 
 def test_a_new_users_session_against_the_learned_twin(learned_a, proxy, realworld):
@@ -246,11 +248,11 @@ def test_a_new_users_session_against_the_learned_twin(learned_a, proxy, realworl
     backend stopped: every check that passes against the real API passes against the mock,
     with B's own values (sign-up and sign-in tokens accepted, /me is B, B's slugs, B's counts).
     A's session then runs twice more as it was learned: its own creates replay."""
-    db, _ = learned_a
+    db, _, learned_url = learned_a
     _, url = realworld()  # a fresh real API, for what B's session should see
     with httpx.Client(base_url=url, timeout=10) as client:
         real = session(client, *B).passed()
-    mock = _serve_learned(proxy, db)
+    mock = _serve_learned(proxy, db, learned_url)
     with mock.client() as client:
         checks = session(client, *B)
         twin = checks.passed()
@@ -286,7 +288,7 @@ def test_resources_infer_explains_each_decision(learned_a):
 
     from mockstore.cli import cli
 
-    db, _ = learned_a
+    db, _, _ = learned_a
     result = CliRunner().invoke(cli, ["resources", "infer", "--db", str(db)])
     assert result.exit_code == 0, result.output
     out = result.output
