@@ -211,6 +211,10 @@ class Learner:
         if record_body:
             req_json = None if req_known else _json_or_none(req.body, req_type)
             resp_json = None if resp_known else _json_or_none(resp.body, resp_type)
+        # Values this exchange carried name the parameters of paths learned after it.
+        for value in (req_json, resp_json):
+            if isinstance(value, (dict, list)):
+                self.model.templates.note_values(req.authority, value)
         alerts = []
         if self.drift is not None:  # against what was known before this exchange
             if req_json is not None:

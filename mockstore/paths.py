@@ -8,6 +8,14 @@ A segment becomes a parameter for one of two reasons:
 
 * it *looks* like a value: an integer, uuid, hex digest, ulid, mongo object id, a date, or
   a slug (`how-to-train-a-dragon-x1`);
+* it *is* a value the conversation carried: the client sent it or the API answered it
+  earlier in the same traffic (`/members/alice` after a sign-up with `"username": "alice"`, a
+  slug a create returned, a label from a list). The learner hands each body's string values
+  to `note_values`, which keeps the last `ECHOES` of them per host with the field that first
+  carried them; a new literal equal to one becomes a parameter named after that field
+  (`/members/{username}`), so one observation is enough. Such a parameter keeps the last
+  `VALUES_KEPT` literals it took in its state, so that another process (a worker that saw the
+  path but not the body) folds its own literal into it when the two merge;
 * its position *behaves* like a value: more than `FOLD_AFTER` distinct, rarely repeated
   literals under the same parent (usernames, country codes). Those literals are then
   folded into the parameter, subtrees included, and the caller is told which templates
@@ -23,6 +31,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import lru_cache
+from itertools import islice
 
 # More than this many distinct, rarely seen literals at one position make it a parameter.
 FOLD_AFTER = 5
@@ -33,6 +43,15 @@ FOLD_AFTER_AT_ROOT = 20
 MAX_SEGMENTS = 64
 # A literal seen at most this many times counts as "rarely repeated".
 RARE_HITS = 2
+# Per host: how many recent string values of bodies are remembered (with their field's name),
+# and how many one body may contribute (a big list must not flush the rest).
+ECHOES = 4096
+ECHOES_PER_BODY = 256
+# A body is walked this deep for values.
+ECHO_DEPTH = 8
+# A parameter made from echoes keeps this many of the literals it took, in its saved state: a
+# process that saw the same path without the body that carried it learns it is a value.
+VALUES_KEPT = 64
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _ULID = re.compile(r"[0-9][0-9A-HJKMNP-TV-Z]{25}")
@@ -41,6 +60,9 @@ _DATE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
 _SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)+")
 _NON_WORD = re.compile(r"\W")
 _PREFIX = re.compile(r"api|rest|public|internal|latest|v\d+(\.\d+)*|\d+\.\d+")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A value that can be a path segment: one word-ish token, no spaces, slashes or dots only.
+_ECHO_VALUE = re.compile(r"[A-Za-z0-9_~@+-][A-Za-z0-9_.~@+-]{0,127}")
 
 
 def classify(segment: str) -> str | None:
@@ -87,7 +109,7 @@ def split(path: str) -> list[str]:
 
 
 class _Node:
-    __slots__ = ("hits", "ends", "lit", "param", "kind", "promoted", "name", "names", "template")
+    __slots__ = ("hits", "ends", "lit", "param", "kind", "promoted", "name", "names", "template", "values")
 
     def __init__(self, kind: str | None = None):
         self.hits = 0  # observations that went through this node
@@ -100,6 +122,20 @@ class _Node:
         self.name = ""
         self.names: tuple[str, ...] = ()  # parameter names used from the root down to here
         self.template = "/"
+        # For a parameter made from echoes: segments known to be values (see VALUES_KEPT).
+        self.values: dict[str, None] | None = None
+
+    def remember(self, segment: str) -> None:
+        values = self.values
+        if values is None:
+            values = self.values = {}
+        values.pop(segment, None)
+        values[segment] = None
+        if len(values) > VALUES_KEPT:
+            del values[next(iter(values))]
+
+    def knows(self, segment: str) -> bool:
+        return self.values is not None and segment in self.values
 
     # -- naming ---------------------------------------------------------------------
 
@@ -127,6 +163,8 @@ class _Node:
     def absorb(self, other: _Node) -> None:
         self.hits += other.hits
         self.ends += other.ends
+        for seg in other.values or ():
+            self.remember(seg)
         for seg, child in other.lit.items():
             if seg in self.lit:
                 self.lit[seg].absorb(child)
@@ -164,6 +202,8 @@ class _Node:
             p = self.param.to_state()
             p["kind"] = self.param.kind
             p["promoted"] = self.param.promoted
+            if self.param.values:
+                p["values"] = list(self.param.values)
             state["param"] = p
         return state
 
@@ -178,6 +218,8 @@ class _Node:
         if p:
             node.param = cls.from_state(p, p.get("kind") or "id")
             node.param.promoted = bool(p.get("promoted"))
+            for seg in p.get("values") or ():
+                node.param.remember(str(seg))
         return node
 
 
@@ -206,6 +248,9 @@ class PathTemplates:
         # (`generation` is the number of folds so far).
         self.last_nodes: tuple[_Node, ...] = ()
         self.generation = 0
+        # Per host: recent string values of bodies -> the field they came in (see note_values).
+        # Not saved with the state: they only name what the traffic after them shows.
+        self._echoes: dict[str, dict[str, str]] = {}
         if not state:
             return
         try:
@@ -234,6 +279,34 @@ class PathTemplates:
         roots = [self._roots[host]] if host is not None else list(self._roots.values())
         return sorted({node.template for root in roots for _, node in root.terminals()})
 
+    def note_values(self, host: str, value) -> None:
+        """Remember the string values of a parsed JSON body (request or response) as values
+        the conversation carried, each with the name of the field it came in (a list's items
+        by the list's name made singular: `"labels": ["intro"]` -> `label`). A path learned
+        after this that has one of them as a new segment gets a parameter of that name.
+
+        Bounded: at most `ECHOES_PER_BODY` values of a body, `ECHOES` per host (the oldest
+        go), `ECHO_DEPTH` levels deep: well under a microsecond per value, on the event loop."""
+        echoes = self._echoes.get(host)
+        if echoes is None:
+            echoes = self._echoes[host] = {}
+        # Named by the field that first carried it (where it came from: the `username` of a
+        # sign-up, not the `author` of a reply); most recent last, so eviction takes the oldest.
+        _collect(value, "", ECHO_DEPTH, echoes, ECHOES_PER_BODY)
+        while len(echoes) > ECHOES:
+            del echoes[next(iter(echoes))]
+
+    def echo_name(self, host: str, segment: str) -> str | None:
+        """The parameter name a segment gets because a body carried it before, or None."""
+        name = self._echoes.get(host, {}).get(segment)
+        if not name:
+            return None
+        if not _NAME.fullmatch(name):
+            name = _NON_WORD.sub("_", name).strip("_")
+            if not name or name[0].isdigit():
+                return None
+        return name
+
     def learn(self, host: str, path: str) -> tuple[str, list[str]]:
         """Observe a path; return (template, merged) where `merged` lists templates that this
         observation just folded into `template`, so the caller can merge their stats.
@@ -250,11 +323,17 @@ class PathTemplates:
         merged: list[str] = []
         prefix_only = True  # only root-like literals so far
         parent_literal: str | None = None
+        echoes = self._echoes.get(host)
         for seg in split(path):
             child = node.lit.get(seg)
             if child is None:
                 kind = classify(seg)
-                if kind is not None or (node.param is not None and node.param.promoted):
+                if kind is None and not prefix_only and (
+                    (echoes and seg in echoes) or (node.param is not None and node.param.knows(seg))
+                ):  # a value the conversation carried (here, or in another process)
+                    child = self._param(node, self.echo_name(host, seg) or "slug", parent_literal)
+                    child.remember(seg)
+                elif kind is not None or (node.param is not None and node.param.promoted):
                     child = self._param(node, kind or "slug", parent_literal)
                 else:
                     child = self._literal(node, seg, prefix_only, parent_literal)
@@ -293,9 +372,9 @@ class PathTemplates:
             if root is None:
                 self._roots[host] = other
             else:
-                self._unite(root, other, True, None)
+                self._unite(host, root, other, True, None)
 
-    def _unite(self, node: _Node, other: _Node, prefix_only: bool, parent_literal: str | None) -> None:
+    def _unite(self, host: str, node: _Node, other: _Node, prefix_only: bool, parent_literal: str | None) -> None:
         node.hits, node.ends = max(node.hits, other.hits), max(node.ends, other.ends)
         if other.param is not None:
             if node.param is None:
@@ -304,17 +383,34 @@ class PathTemplates:
                 node.param.rename(None)
             else:
                 node.param.promoted = node.param.promoted or other.param.promoted
-                self._unite(node.param, other.param, False, None)
+                for seg in other.param.values or ():
+                    node.param.remember(seg)
+                self._unite(host, node.param, other.param, False, None)
+        echoes = self._echoes.get(host)
         for seg, theirs in other.lit.items():
             mine = node.lit.get(seg)
             if mine is not None:
-                self._unite(mine, theirs, prefix_only and _PREFIX.fullmatch(seg) is not None, seg)
-            elif node.param is not None and node.param.promoted:  # as `learn` routes a new literal
-                self._unite(node.param, theirs, False, None)
+                self._unite(host, mine, theirs, prefix_only and _PREFIX.fullmatch(seg) is not None, seg)
+            elif node.param is not None and (node.param.promoted or node.param.knows(seg)):
+                self._unite(host, node.param, theirs, False, None)  # as `learn` routes a new literal
+            elif not prefix_only and echoes and seg in echoes and classify(seg) is None:
+                param = self._param(node, self.echo_name(host, seg) or "slug", parent_literal)
+                param.remember(seg)
+                self._unite(host, param, theirs, False, None)
+            elif echoes:  # walked, so that a value deeper in it is met as `learn` would meet it
+                mine = node.lit[seg] = _Node()
+                node._child_template(mine, seg, parent_literal)
+                self._unite(host, mine, theirs, prefix_only and _PREFIX.fullmatch(seg) is not None, seg)
             else:
                 node.lit[seg] = theirs
                 node._child_template(theirs, seg, parent_literal)
                 theirs.rename(seg)
+        # Literals of this side the other knows to be values (it saw the body that carried
+        # them) are values here too.
+        if node.param is not None and node.param.values:
+            known = [s for s in node.lit if node.param.knows(s)]
+            if known:
+                self._fold(node, known, parent_literal, promote=False)
         # `learn` leaves no rare literal beside a promoted parameter (the fold that promoted
         # it took them all, and it takes every new one): nor does a union.
         rare = [s for s, c in node.lit.items() if c.hits <= RARE_HITS]
@@ -337,11 +433,11 @@ class PathTemplates:
         node._child_template(child, seg, parent_literal)
         return child
 
-    def _fold(self, node: _Node, segments: list[str], parent_literal: str | None) -> _Node:
+    def _fold(self, node: _Node, segments: list[str], parent_literal: str | None, promote: bool = True) -> _Node:
         """Turn the position into a parameter, moving the rare literals' subtrees into it."""
         self.generation += 1
         param = self._param(node, "slug", parent_literal)
-        param.promoted = True
+        param.promoted = param.promoted or promote
         moved: list[tuple[str, tuple]] = []
         for seg in segments:
             child = node.lit.pop(seg)
@@ -369,6 +465,40 @@ class PathTemplates:
         nodes.reverse()
         params = {node.name: seg for node, seg in zip(nodes, segments) if node.kind is not None}
         return (nodes[-1] if nodes else root).template, params
+
+
+def _collect(v, name: str, depth: int, echoes: dict[str, str], budget: int) -> int:
+    """Remember the strings of a JSON value in `echoes` (value -> the field that first carried
+    it), at most `budget` of them, `depth` levels deep; a list's items are named by the list's
+    name made singular. Returns what is left of the budget."""
+    if isinstance(v, dict):
+        if depth:
+            for k, x in v.items():
+                if budget <= 0:
+                    break
+                if x.__class__ is str:
+                    if 1 < len(x) <= 128 and _ECHO_VALUE.fullmatch(x) and not x.isdigit():
+                        budget -= 1
+                        echoes[x] = echoes.pop(x, k)
+                elif isinstance(x, (dict, list)):
+                    budget = _collect(x, k, depth - 1, echoes, budget)
+    elif isinstance(v, list) and depth and name:
+        item = _item_name(name)
+        for x in islice(v, ECHOES_PER_BODY):
+            if budget <= 0:
+                break
+            if x.__class__ is str:
+                if 1 < len(x) <= 128 and _ECHO_VALUE.fullmatch(x) and not x.isdigit():
+                    budget -= 1
+                    echoes[x] = echoes.pop(x, item)
+            elif isinstance(x, (dict, list)):
+                budget = _collect(x, item, depth - 1, echoes, budget)
+    return budget
+
+
+@lru_cache(maxsize=1024)
+def _item_name(name: str) -> str:
+    return singular(name)
 
 
 def _match(node: _Node, segments: list[str], i: int) -> list[_Node] | None:

@@ -121,6 +121,17 @@ def successes_of_templates(db, templates: list[str]) -> Iterator[tuple[str, str,
         yield from_column(method), from_column(path), from_column(template), status, body
 
 
+def bodies_of_templates(db, templates: list[str], limit: int = -1) -> Iterator[tuple[str, str, str, int, bytes, bytes]]:
+    """(method, path, template, status, request body, response body) of every 2xx exchange of
+    these templates (the first `limit` of them, if given), in recorded order."""
+    marks = ", ".join("?" * len(templates))
+    for method, path, template, status, req, resp in db.execute(
+        f"select method, path, template, status, req_body, resp_body from exchanges where template in ({marks}) "
+        "and status between 200 and 299 order by id limit ?", [*(to_column(t) for t in templates), limit],
+    ):
+        yield from_column(method), from_column(path), from_column(template), status, req, resp
+
+
 # --- the model's bookkeeping ----------------------------------------------------------------
 
 

@@ -60,7 +60,9 @@ class Auth:
         """The token's user, or the reason there is none (raised only where it matters)."""
         value = req.header("authorization") or ""
         scheme, _, token = value.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        # An API learned from traffic names its own scheme (`Token ...`); its tokens are ours all the same.
+        learned = self.config is not None and self.config.token_field is not None
+        if (scheme.lower() != "bearer" and not learned) or not token.strip():
             return None, HttpError(401, "authentication required: send Authorization: Bearer <token>", headers=BEARER)
         try:
             claims = jwt.decode(token.strip(), self.secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
@@ -104,11 +106,20 @@ class Auth:
     def endpoint(self, req: Request, segs: list[str], ns: str, storage: Storage, crud) -> Response | None:
         """Answer the login and register routes; None for anything else."""
         cfg = self.config
-        if cfg is None or req.method.upper() != "POST":
+        method = req.method.upper()
+        if cfg is None or method not in ("GET", "POST"):
             return None
         for prefix in cfg.prefixes:
             p = [s for s in prefix.split("/") if s]
             rest = "/" + "/".join(segs[len(p):]) if segs[: len(p)] == p else None
+            if cfg.token_field is not None:
+                if method == "GET" and cfg.me and rest == cfg.me:
+                    return self._me(req, ns, storage)
+                if method == "POST" and rest in (cfg.login, cfg.register):
+                    return self._learned(req, ns, storage, crud, prefix, rest == cfg.register)
+                continue
+            if method != "POST":
+                continue
             if rest == cfg.login:
                 return self._login(req, ns, storage)
             if cfg.register and rest == cfg.register:
@@ -149,6 +160,51 @@ class Auth:
         data = {"access_token": self.issue(row), "token_type": "bearer", "expires_in": self.lifetime,
                 "user": crud_public(users, row)}
         return Response.make_json(201, data, [h for h in resp.headers if h[0] == "location"])
+
+
+    # --- accounts as a real API has them (learned: see mockstore.vb.infer) ----------------
+
+    def _account(self, row: dict, token: str | None) -> dict:
+        """The account as sign-up, sign-in and the current-user route answer it."""
+        cfg = self.config
+        users = self.model.resources[cfg.users]
+        public = crud_public(users, row)
+        out = {k: public[k] for k in cfg.view or public if k in public}
+        if token is not None:
+            out[cfg.token_field] = token
+        return {cfg.item_key: out} if cfg.item_key else out
+
+    def _learned(self, req: Request, ns: str, storage: Storage, crud, prefix: str, register: bool) -> Response:
+        cfg = self.config
+        body = parse_body(req.body, req.content_type)
+        if cfg.item_key and isinstance(body.get(cfg.item_key), dict):
+            body = dict(body[cfg.item_key])
+        password = body.get(cfg.password_field)
+        if not isinstance(password, str) or not password:
+            raise HttpError(422, f"{cfg.password_field} is required", cfg.password_field)
+        users = self.model.resources[cfg.users]
+        if register:
+            if not body.get(users.pk):
+                raise HttpError(422, f"{users.pk} is required", users.pk)
+            from .crud import Route
+
+            key = str(body[users.pk])
+            if storage.get(ns, users.name, key) is not None and key not in users.replayed_keys:
+                raise HttpError(422, f"{users.pk}: {body[users.pk]!r} is already taken", users.pk)
+            crud.create(Route(users, prefix), users, body, ns, None)
+            row = storage.get(ns, users.name, str(body[users.pk]))
+            return Response.make_json(201, self._account(row, self.issue(row)))
+        by = cfg.login_field or cfg.username_field
+        row = next((r for r in storage.rows(ns, users.name) if r.get(by) == body.get(by)), None)
+        if row is None or not secrets.compare_digest(str(row.get(cfg.password_field, "")), password):
+            raise HttpError(401, f"wrong {by} or {cfg.password_field}")
+        return Response.make_json(200, self._account(row, self.issue(row)))
+
+    def _me(self, req: Request, ns: str, storage: Storage) -> Response:
+        user, error = self.user(req, ns, storage)
+        if user is None:
+            raise error or HttpError(401, "authentication required")
+        return Response.make_json(200, self._account(user, None))
 
 
 def crud_public(res: Resource, row: dict) -> dict:

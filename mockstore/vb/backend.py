@@ -222,7 +222,7 @@ class VirtualBackend:
         if method in ("HEAD", "OPTIONS", "CONNECT", "TRACE"):
             return None
         route = self.router.match(req)
-        auth_route = route is None and self.model.auth is not None and method == "POST"
+        auth_route = route is None and self.model.auth is not None and method in ("POST", "GET")
         if route is None and not auth_route:
             return None
         if len(req.body) > self.max_body:

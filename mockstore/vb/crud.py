@@ -10,7 +10,9 @@ its id is retired (never minted again) however it went.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +41,7 @@ class Route:
     child: tuple[Resource, Field] | None = None  # /parents/{id}/children
     many: tuple[ManyToMany, Resource, str, str] | None = None  # (rel, other, this_col, other_col)
     other_key: str | None = None  # /posts/{id}/tags/{tag_id}
+    action: str | None = None  # /posts/{slug}/like: one of the resource's toggles
 
     @property
     def target(self) -> Resource:
@@ -59,7 +62,7 @@ class Router:
         self.model = model
         self.host = host.lower() if host else None
         self.resources = sorted(
-            (r for r in model.resources.values() if not r.hidden), key=lambda r: -len(r.segments)
+            (r for r in model.resources.values() if not r.hidden and not r.nested), key=lambda r: -len(r.segments)
         )
 
     def _strip(self, segs: list[str], prefix: str) -> list[str] | None:
@@ -89,11 +92,15 @@ class Router:
                     continue
                 rest = rest[len(res.segments) :]
                 if not rest:
+                    if res.items_only:
+                        continue
                     return Route(res, prefix)
                 if self._foreign(segs):
                     return None
                 if len(rest) == 1:
                     return Route(res, prefix, key=rest[0])
+                if len(rest) == 2 and rest[1] in res.toggles:
+                    return Route(res, prefix, key=rest[0], action=rest[1])
                 if len(rest) in (2, 3):
                     route = self._relation(res, prefix, rest)
                     if route:
@@ -210,6 +217,26 @@ def query_rows(rows: list[dict], res: Resource, query: list[tuple[str, str]]) ->
     return rows, total
 
 
+def slugify(text: Any) -> str:
+    """A key made from a field the way servers make slugs: `Hello, World!` -> `hello-world`."""
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+
+
+# Row fields the virtual backend keeps for itself (who liked a post, which post a reply is
+# under): stored with the row, never shown.
+BOOKKEEPING = "__mockstore_"
+
+
+def toggled(action: str) -> str:
+    """The row field holding who turned an action on."""
+    return f"{BOOKKEEPING}{action}"
+
+
+def link_field(parent: str) -> str:
+    """The row field of a nested item holding its parent's key."""
+    return f"{BOOKKEEPING}{parent}"
+
+
 def _same(a: Any, b: Any) -> bool:
     return a is not None and b is not None and str(a) == str(b)
 
@@ -225,9 +252,46 @@ class Crud:
 
     # --- helpers ---------------------------------------------------------------------
 
-    def public(self, res: Resource, row: dict) -> dict:
+    def counted(self, ns: str | None, res: Resource) -> dict[str, dict[str, int]]:
+        """For each counting field of `res`: parent key -> how many nested rows it has now."""
+        out: dict[str, dict[str, int]] = {}
+        for name, child_name in res.counts.items():
+            link = link_field(res.name)
+            per: dict[str, int] = {}
+            for r in self.storage.rows(ns, child_name) if ns is not None else ():
+                per[str(r.get(link))] = per.get(str(r.get(link)), 0) + 1
+            out[name] = per
+        return out
+
+    def public(self, res: Resource, row: dict, user: dict | None = None, counts: dict | None = None) -> dict:
+        """A row as answers show it: without write-only fields and bookkeeping; for a resource
+        learned from a real API, only the fields it showed, toggles as the `user` sees them."""
         hidden = [f.name for f in res.fields.values() if f.write_only]
-        return {k: v for k, v in row.items() if k not in hidden} if hidden else row
+        out = {k: v for k, v in row.items() if k not in hidden and not k.startswith(BOOKKEEPING)}
+        if res.toggles:
+            me = user.get(self._user_pk()) if user else None
+            for action, t in res.toggles.items():
+                who = row.get(toggled(action)) or []
+                if t.get("flag"):
+                    out[t["flag"]] = me is not None and me in who
+                if t.get("count"):
+                    out[t["count"]] = len(who)
+        for name, per in (counts or {}).items():
+            out[name] = per.get(str(row.get(res.pk)), 0)
+        if res.view is not None:
+            out = {k: out[k] for k in res.view if k in out}
+        return out
+
+    def one(self, res: Resource, row: dict, user: dict | None = None, ns: str | None = None) -> dict:
+        """One item's answer body: wrapped in the resource's envelope if it has one."""
+        out = self.public(res, row, user, self.counted(ns, res) if res.counts else None)
+        return {res.item_key: out} if res.item_key else out
+
+    def unwrap(self, res: Resource, body: dict) -> dict:
+        """A request body as a row: out of the item envelope a real API expects."""
+        if res.item_key and isinstance(body.get(res.item_key), dict):
+            return dict(body[res.item_key])
+        return body
 
     def location(self, route: Route, res: Resource, key: Any) -> str:
         return f"{route.prefix}{res.path}/{quote(str(key), safe='')}"
@@ -306,13 +370,15 @@ class Crud:
         if route.child or route.many:
             return self._relation(route, req, ns, user, m)
         res = route.res
+        if route.action is not None:
+            return self.toggle(res, route.key, route.action, m, ns, user)
         if route.key is None:
             if m == "GET":
-                return self.list(route, res, self.storage.rows(ns, res.name), req, user)
+                return self.list(route, res, self.storage.rows(ns, res.name), req, user, ns)
             if m == "POST":
-                return self.create(route, res, parse_body(req.body, req.content_type), ns, user)
+                return self.create(route, res, self.unwrap(res, parse_body(req.body, req.content_type)), ns, user)
             if m == "PUT":  # update by the key in the body (petstore's PUT /pet)
-                body = parse_body(req.body, req.content_type)
+                body = self.unwrap(res, parse_body(req.body, req.content_type))
                 if body.get(res.pk) is None:
                     raise HttpError(400, f"{res.pk} is required in the body to update a {res.name}", res.pk)
                 return self.replace(route, res, str(body[res.pk]), body, ns, user)
@@ -321,11 +387,11 @@ class Crud:
         if m == "GET":
             row = self._get(ns, res, key)
             self.guard("read", res, row, user)
-            return Response.make_json(200, self.public(res, row))
+            return Response.make_json(200, self.one(res, row, user, ns))
         if m == "PUT":
-            return self.replace(route, res, key, parse_body(req.body, req.content_type), ns, user)
+            return self.replace(route, res, key, self.unwrap(res, parse_body(req.body, req.content_type)), ns, user)
         if m == "PATCH":
-            return self.patch(res, key, parse_body(req.body, req.content_type), ns, user)
+            return self.patch(res, key, self.unwrap(res, parse_body(req.body, req.content_type)), ns, user)
         if m == "DELETE":
             row = self._get(ns, res, key)
             self.guard("delete", res, row, user)
@@ -333,11 +399,24 @@ class Crud:
             return Response(204)
         raise HttpError(405, f"{m} is not allowed on a {res.name}", headers=[("allow", "GET, PUT, PATCH, DELETE")])
 
-    def list(self, route: Route, res: Resource, rows: list[dict], req: Request, user: dict | None) -> Response:
+    def list(self, route: Route, res: Resource, rows: list[dict], req: Request, user: dict | None,
+             ns: str | None = None) -> Response:
         if res.rules.get("read") == "owner" and res.owner:
             rows = [r for r in rows if user and _same(r.get(res.owner), user.get(self._user_pk()))]
-        page, total = query_rows(rows, res, req.query)
-        page = [self.public(res, r) for r in page]
+        query = req.query
+        if res.toggles:  # ?liked_by=NAME: the rows NAME turned the action on for
+            by = {t["by"]: a for a, t in res.toggles.items() if t.get("by")}
+            for name, q in query:
+                if name in by:
+                    rows = [r for r in rows if q in (r.get(toggled(by[name])) or [])]
+            query = [(k, v) for k, v in query if k not in by]
+        if res.filters:
+            query = [(res.filters.get(k, k), v) for k, v in query]
+        if res.newest_first:
+            rows = rows[::-1]
+        page, total = query_rows(rows, res, query)
+        counts = self.counted(ns, res) if res.counts else None
+        page = [self.public(res, r, user, counts) for r in page]
         headers = [("x-total-count", str(total))]
         env = res.envelope
         if env:
@@ -360,9 +439,21 @@ class Crud:
         for f in res.fields.values():
             if f.read_only and f.name != res.pk:
                 body.pop(f.name, None)
+        for name, value in res.defaults.items():
+            body.setdefault(name, value)
+        if res.stamps:
+            now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            for name in res.stamps:
+                body.setdefault(name, now)
+        for key_field, source in res.derive.items():  # the server makes the key: a slug of the title
+            if body.get(key_field) is None and isinstance(body.get(source), str):
+                body[key_field] = slugify(body[source])
         taken = self.storage.keys(ns, res.name)
         if body.get(res.pk) is not None:
             key = str(body[res.pk])
+            if key in taken and key in res.replayed_keys:  # the learned session creating it again
+                self.delete(ns, res, key)
+                taken = self.storage.keys(ns, res.name)
             if key in taken:
                 raise HttpError(409, f"{res.name} with {res.pk} {body[res.pk]!r} already exists", res.pk)
         else:
@@ -370,7 +461,7 @@ class Crud:
             key = str(body[res.pk])
         self.validate(ns, res, body, None)
         self.storage.put(ns, res.name, key, body)
-        return Response.make_json(status, self.public(res, body),
+        return Response.make_json(status, self.one(res, body, user, ns),
                                   [("location", self.location(route, res, body[res.pk]))])
 
     def replace(self, route: Route, res: Resource, key: str, body: dict, ns: str, user: dict | None) -> Response:
@@ -382,9 +473,10 @@ class Crud:
             if (f.read_only or f.name == res.owner) and f.name in old:
                 body[f.name] = old[f.name]
         body[res.pk] = old[res.pk]
+        body.update({k: v for k, v in old.items() if k.startswith(BOOKKEEPING)})
         self.validate(ns, res, body, key)
         self.storage.put(ns, res.name, key, body)
-        return Response.make_json(200, self.public(res, body))
+        return Response.make_json(200, self.one(res, body, user, ns))
 
     def patch(self, res: Resource, key: str, body: dict, ns: str, user: dict | None) -> Response:
         old = self._get(ns, res, key)
@@ -398,7 +490,25 @@ class Crud:
         row = {**old, **body}
         self._write(ns, res, row, key)
         self.storage.put(ns, res.name, key, row)
-        return Response.make_json(200, self.public(res, row))
+        return Response.make_json(200, self.one(res, row, user, ns))
+
+    def toggle(self, res: Resource, key: str, action: str, method: str, ns: str, user: dict | None) -> Response:
+        """`PUT /posts/{slug}/like` turns the action on for the token's user, `DELETE` off: the
+        flag the user sees flips and the count moves; GET shows the item as it is."""
+        row = self._get(ns, res, key)
+        if method == "GET":
+            return Response.make_json(200, self.one(res, row, user, ns))
+        if method not in ("PUT", "POST", "DELETE"):
+            raise HttpError(405, f"{method} is not allowed on {action}", headers=[("allow", "PUT, POST, DELETE")])
+        if user is None:
+            raise HttpError(401, f"authentication required to {action} a {res.name}")
+        me = user.get(self._user_pk())
+        who = [w for w in row.get(toggled(action)) or [] if w != me]
+        if method != "DELETE":
+            who.append(me)
+        row = {**row, toggled(action): who}
+        self.storage.put(ns, res.name, key, row)
+        return Response.make_json(200, self.one(res, row, user, ns))
 
     def delete(self, ns: str, res: Resource, key: str) -> None:
         """Delete a row and what hangs on it, as each reference says; 409 when restricted."""
@@ -451,9 +561,9 @@ class Crud:
             value = parent.get(f.ref.field)
             if m == "GET":
                 rows = [r for r in self.storage.rows(ns, child.name) if _same(r.get(f.name), value)]
-                return self.list(route, child, rows, req, user)
+                return self.list(route, child, rows, req, user, ns)
             if m == "POST":
-                body = parse_body(req.body, req.content_type)
+                body = self.unwrap(child, parse_body(req.body, req.content_type))
                 body[f.name] = value
                 return self.create(Route(child, route.prefix), child, body, ns, user)
             raise HttpError(405, f"{m} is not allowed here", headers=[("allow", "GET, POST")])
@@ -465,7 +575,7 @@ class Crud:
             if m == "GET":
                 linked = {str(j.get(oc)) for j in links}
                 rows = [r for r in self.storage.rows(ns, other.name) if str(r.get(other.pk)) in linked]
-                return self.list(route, other, rows, req, user)
+                return self.list(route, other, rows, req, user, ns)
             if m == "POST":
                 body = parse_body(req.body, req.content_type)
                 if body.get(other.pk) is not None and len(body) == 1:

@@ -99,6 +99,21 @@ class Resource:
     rules: dict[str, str] = field(default_factory=dict)  # action -> "owner" | "role:NAME"
     envelope: dict | None = None  # {"items": "data", "total": "total"} for wrapped lists
     hidden: bool = False  # junctions: stored, not routed as a collection
+    # Shapes learned from real APIs (mockstore.vb.infer); all optional, so other sources ignore them.
+    item_key: str | None = None  # one item travels wrapped: {"post": {...}}, both ways
+    derive: dict[str, str] = field(default_factory=dict)  # key field -> field it is slugified from
+    defaults: dict[str, Any] = field(default_factory=dict)  # what a create gives unsent fields
+    stamps: list[str] = field(default_factory=list)  # date-time fields set to now on create
+    toggles: dict[str, dict] = field(default_factory=dict)  # /items/{key}/<action>: {"flag", "count", "by"}
+    view: list[str] | None = None  # the fields an answer shows (those seen), when known
+    nested: bool = False  # routed only under its parent (/posts/{slug}/replies)
+    filters: dict[str, str] = field(default_factory=dict)  # query key -> the field it filters (label -> labels)
+    newest_first: bool = False  # lists show the last created first
+    items_only: bool = False  # only its items were ever requested: no list, no create route
+    # Keys the learned session itself created: creating one again replays that create (the
+    # row starts afresh) rather than conflicting, so the session runs again as it was learned.
+    replayed_keys: set[str] = field(default_factory=set)
+    counts: dict[str, str] = field(default_factory=dict)  # field -> nested resource it counts (repliesCount)
     source: str = ""
     why: list[str] = field(default_factory=list)
 
@@ -146,6 +161,16 @@ class Resource:
             "seed_rows": len(self.seed_rows),
             "generate": self.count,
             "protected": self.protected,
+            **{k: v for k, v in {  # shapes learned from a real API, when there are any
+                "item_envelope": self.item_key,
+                "list_envelope": self.envelope,
+                "key_made_from": self.derive,
+                "owner": self.owner,
+                "actions": self.toggles,
+                "filters": self.filters,
+                "counts": self.counts,
+                "nested": self.nested or None,
+            }.items() if v},
             "why": self.why,
         }
 
@@ -176,6 +201,14 @@ class AuthConfig:
     login: str = "/auth/login"
     register: str | None = "/auth/register"
     prefixes: list[str] = field(default_factory=lambda: [""])
+    # Learned from real APIs (see mockstore.vb.infer): credentials and answers wrapped in
+    # `item_key`, the token answered in `token_field` beside the `view` fields, the current
+    # user at `me`; the user is found by `login_field` at login.
+    item_key: str | None = None
+    token_field: str | None = None
+    view: list[str] | None = None
+    me: str | None = None
+    login_field: str | None = None
 
 
 @dataclass
