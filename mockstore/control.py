@@ -253,6 +253,49 @@ class Control:
             raise NotFound(f"no snapshot named {name!r}")
         return {"deleted": name}
 
+    # --- stubs ------------------------------------------------------------------------
+
+    def read_stubs(self) -> list[dict]:
+        """The hand-written stubs, as a stubs file lays them out, with their ids and times."""
+        from . import stubs
+
+        return [{**m.spec(), "id": m.id, "source": m.source, "createdAt": m.created_at, "updatedAt": m.updated_at}
+                for m in stubs.load(self._stub_db())]
+
+    def stubs_add(self, doc: Any) -> list[str]:
+        """Add a mock (as a stubs file writes one), or several (`{"mocks": [...]}`); all or none."""
+        from . import stubs
+
+        try:
+            mocks = stubs.parse(doc, "the request body") if isinstance(doc, dict) and "mocks" in doc \
+                else [stubs.validate_mock(doc, "the request body")]
+            stubs.save(self._stub_db(), mocks, source=self.source)
+        except stubs.StubError as e:
+            raise ControlError(str(e)) from None
+        return [m.name for m in mocks]
+
+    def stub_remove(self, name: str) -> dict:
+        from . import stubs
+
+        try:
+            return {"removed": stubs.remove(self._stub_db(), name)}
+        except stubs.StubError as e:
+            raise NotFound(str(e)) from None
+
+    def stub_enabled(self, name: str, on: bool) -> dict:
+        from . import stubs
+
+        try:
+            mock = stubs.update(self._stub_db(), name, status="ACTIVE" if on else "INACTIVE")
+        except stubs.StubError as e:
+            raise NotFound(str(e)) from None
+        return {"name": mock, "status": "ACTIVE" if on else "INACTIVE"}
+
+    def _stub_db(self):
+        if self.store is None:
+            raise Unavailable("no store: stubs live in the store")
+        return self.store.reader()
+
     def reset(self) -> dict:
         self._vb().reset()
         return {"reset": True}

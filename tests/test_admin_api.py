@@ -180,6 +180,30 @@ def test_every_route_on_mitmdump(backend, served, tmp_path):
     assert "no virtual resource 'ghosts'" in a.get("/admin/resources/ghosts/rows", ok=404).json()["error"]
     a.put("/admin/mode", json={"mode": "learn"})
 
+    # stubs: added, switched and removed through the API, in effect in the running proxy
+    mock = {"name": "items", "routes": [{"method": "GET", "path": "/stubbed/{id}", "statusCode": 200,
+            "defaultResponse": {"body": '{"id": "{{request.path.id}}"}'}}]}
+    assert hit("POST", "/admin/stubs", json=mock, ok=201).json() == {"added": ["items"]}
+
+    def stubbed() -> tuple:
+        with httpx.Client(base_url=p.url, timeout=10, trust_env=False) as c:
+            r = c.get("/stubbed/7")
+        return r.status_code, r.headers.get("x-mockstore-source"), r.content
+
+    eventually(lambda: stubbed() == (200, "stub", b'{"id": "7"}'), "the stub, answering")
+    listed = hit("GET", "/admin/stubs").json()
+    assert [m["name"] for m in listed] == ["items"] and listed[0]["id"]
+    hit("POST", "/admin/stubs/{name}/disable", "/admin/stubs/items/disable")
+    eventually(lambda: stubbed()[1] != "stub", "the stub switched off")
+    hit("POST", "/admin/stubs/{name}/enable", "/admin/stubs/items/enable")
+    eventually(lambda: stubbed()[1] == "stub", "the stub switched on again")
+    bad = a.post("/admin/stubs", json={"name": "x", "routes": [{"method": "GET", "path": "/x", "conditions": [
+        {"parameterName": "a", "parameterSource": "QUERY", "operator": "LIKE", "expectedValue": "b"}]}]}, ok=400)
+    assert "operator" in bad.json()["error"]
+    hit("DELETE", "/admin/stubs/{name}", "/admin/stubs/items")
+    assert a.get("/admin/stubs").json() == []
+    assert "items" in a.delete("/admin/stubs/items", ok=404).json()["error"]
+
     # recordings, documents
     traffic = hit("GET", "/admin/traffic", "/admin/traffic?limit=5").json()
     assert len(traffic) == 5 and traffic[0]["id"] > traffic[-1]["id"]
