@@ -269,13 +269,20 @@ def schema(db_path, endpoint, status, kind_request):
     click.echo(json.dumps(value, indent=2))
 
 
-def _control(db_path: str, call):
-    """Run one control (`mockstore.control`) on the store; its refusal is a one-line error."""
+def _control(db_path: str, call, *, write: bool = False):
+    """Run one control (`mockstore.control`) on the store; its refusal is a one-line error.
+    A control that only reads opens the store read-only: a file that is not a store is said
+    to be one, not made one."""
     from ..control import Control, ControlError
+    from ..store import Store, StoreError
 
     if not Path(db_path).exists():
         raise click.ClickException(f"no store at {db_path}: learn some traffic first (mockstore serve)")
-    c = Control.open(open_store(db_path))
+    try:
+        store = Store(db_path, readonly=not write)
+    except StoreError as e:
+        raise click.ClickException(str(e)) from None
+    c = Control.open(store)
     try:
         return call(c)
     except ControlError as e:
@@ -298,7 +305,7 @@ def mode(db_path, mode):
     if mode is None:
         click.echo(_control(db_path, lambda c: c.mode()))
         return
-    _control(db_path, lambda c: c.set_mode(mode))
+    _control(db_path, lambda c: c.set_mode(mode), write=True)
     click.echo(f"mode {mode}")
 
 
