@@ -471,28 +471,24 @@ def _collect(v, name: str, depth: int, echoes: dict[str, str], budget: int) -> i
     """Remember the strings of a JSON value in `echoes` (value -> the field that first carried
     it), at most `budget` of them, `depth` levels deep; a list's items are named by the list's
     name made singular. Returns what is left of the budget."""
+    if not depth:
+        return budget
     if isinstance(v, dict):
-        if depth:
-            for k, x in v.items():
-                if budget <= 0:
-                    break
-                if x.__class__ is str:
-                    if 1 < len(x) <= 128 and _ECHO_VALUE.fullmatch(x) and not x.isdigit():
-                        budget -= 1
-                        echoes[x] = echoes.pop(x, k)
-                elif isinstance(x, (dict, list)):
-                    budget = _collect(x, k, depth - 1, echoes, budget)
-    elif isinstance(v, list) and depth and name:
+        fields = v.items()
+    elif isinstance(v, list) and name:
         item = _item_name(name)
-        for x in islice(v, ECHOES_PER_BODY):
-            if budget <= 0:
-                break
-            if x.__class__ is str:
-                if 1 < len(x) <= 128 and _ECHO_VALUE.fullmatch(x) and not x.isdigit():
-                    budget -= 1
-                    echoes[x] = echoes.pop(x, item)
-            elif isinstance(x, (dict, list)):
-                budget = _collect(x, item, depth - 1, echoes, budget)
+        fields = ((item, x) for x in islice(v, ECHOES_PER_BODY))
+    else:
+        return budget
+    for k, x in fields:
+        if budget <= 0:
+            break
+        if x.__class__ is str:
+            if 1 < len(x) <= 128 and _ECHO_VALUE.fullmatch(x) and not x.isdigit():
+                budget -= 1
+                echoes[x] = echoes.pop(x, k)
+        elif isinstance(x, (dict, list)):
+            budget = _collect(x, k, depth - 1, echoes, budget)
     return budget
 
 
