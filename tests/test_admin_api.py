@@ -480,13 +480,15 @@ def test_mitmweb_serves_it_beside_its_own_ui(tmp_path, confdir):
         wait_port(port, proc, timeout=60)
         import re
 
-        found = eventually(lambda: re.findall(r"(http://127\.0\.0\.1:\d+)/\?token=([\w-]+)", log.read_text()),
-                           "the admin URL", deadline=30)
+        # (mitmweb 12 prints its own URL with a token of its own too)
+        found = eventually(lambda: re.findall(r"admin API at (http://127\.0\.0\.1:\d+)/\?token=([\w-]+)",
+                                              log.read_text()), "the admin URL", deadline=30)
         a = Admin(*found[0])
         assert a.get("/admin/mode").json() == {"mode": "mock"}
         assert a.put("/admin/mode", json={"mode": "learn"}).json() == {"mode": "learn"}
+        own = re.findall(rf"(http://127\.0\.0\.1:{web}/(?:\?token=[\w-]+)?)", log.read_text())
         with httpx.Client(timeout=10, trust_env=False) as c:
-            assert c.get(f"http://127.0.0.1:{web}/").status_code == 200  # mitmweb's own UI
+            assert c.get(own[0] if own else f"http://127.0.0.1:{web}/").status_code == 200  # mitmweb's own UI
     finally:
         proc.terminate()
         proc.wait(timeout=20)
