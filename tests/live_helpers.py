@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import ADDON, MITMDUMP, MOCKSTORE, ROOT, free_port, wait_port
 
 DEADLINE = 5.0  # seconds: a change must show well within this (it should take about one)
@@ -96,3 +97,18 @@ class Served:
                 self.proc.wait()
         self._f.close()
         return self.output()
+
+
+@pytest.fixture
+def served(tmp_path, confdir):
+    """start(runner, **kw) -> Served, on one store; each stopped after the test, its output shown."""
+    started = []
+
+    def start(runner: str, **kw) -> Served:
+        s = Served(runner, tmp_path / "m.db", confdir, tmp_path / f"{runner}-{len(started)}.log", **kw)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        print(s.stop()[-4000:])

@@ -16,7 +16,7 @@ import websockets
 import yaml
 from click.testing import CliRunner
 from conftest import ADDON, MITMDUMP, free_port
-from live_helpers import Served, eventually, statuses
+from live_helpers import Served, eventually, served, statuses  # noqa: F401 (served: a fixture)
 
 from mockstore.admin.api import ROUTES
 from mockstore.cli import cli
@@ -47,18 +47,6 @@ class Admin:
         return call
 
 
-@pytest.fixture
-def served(tmp_path, confdir):
-    started = []
-
-    def start(runner: str, **kw) -> Served:
-        s = Served(runner, tmp_path / "m.db", confdir, tmp_path / f"{runner}-{len(started)}.log", **kw)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        print(s.stop()[-4000:])
 
 
 def learn_users(url: str, ids) -> None:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import ROOT, free_port
-from live_helpers import Served, eventually, statuses
+from live_helpers import Served, eventually, served, statuses  # noqa: F401 (served: a fixture)
 
 from mockstore.cli import cli
 
@@ -27,18 +27,6 @@ def run_cli(*args: str) -> str:
     return out.output
 
 
-@pytest.fixture
-def served(tmp_path, confdir):
-    started = []
-
-    def start(runner: str, **kw) -> Served:
-        s = Served(runner, tmp_path / "m.db", confdir, tmp_path / f"{runner}-{len(started)}.log", **kw)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        print(s.stop()[-3000:])
 
 
 @pytest.fixture
