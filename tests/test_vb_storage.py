@@ -297,3 +297,35 @@ def test_a_start_that_fails_changes_nothing(tmp_path, storage):
     vb = open_vb(tmp_path, storage, mock_spec=SPEC)
     assert [p["name"] for p in call(vb, "GET", "/v2/pets")[1]] == ["rex"]
     vb.close()
+
+
+def test_rows_kept_in_memory_follow_every_other_connection(tmp_path):
+    """SQLite storage keeps decoded rows between requests: what another connection (a
+    worker, the CLI) commits is seen at the next read, and a rolled-back write is not."""
+    from mockstore.vb.storage import SqliteStorage
+
+    db = tmp_path / "store.db"
+    a, b = SqliteStorage(db, ["posts"]), SqliteStorage(db, ["posts"])
+    with a.transaction():
+        a.put("default", "posts", "1", {"id": 1, "title": "first"})
+    assert [r["title"] for r in a.rows("default", "posts")] == ["first"]  # now kept
+    with b.transaction():
+        b.put("default", "posts", "2", {"id": 2, "title": "second"})
+        b.put("default", "posts", "1", {"id": 1, "title": "first, edited"})
+    assert [r["title"] for r in a.rows("default", "posts")] == ["first, edited", "second"]
+    with b.transaction():
+        b.delete("default", "posts", "2")
+    assert a.keys("default", "posts") == {"1"} and a.get("default", "posts", "2") is None
+
+    with pytest.raises(RuntimeError):
+        with a.transaction():
+            a.put("default", "posts", "3", {"id": 3, "title": "never"})
+            assert a.get("default", "posts", "3")["title"] == "never"  # read back inside
+            raise RuntimeError("refused")
+    assert a.keys("default", "posts") == {"1"}
+    assert b.keys("default", "posts") == {"1"}
+
+    row = a.get("default", "posts", "1")
+    row["title"] = "changed by a caller"  # a copy: what is kept stays as stored
+    assert a.get("default", "posts", "1")["title"] == "first, edited"
+    a.close(), b.close()

@@ -318,7 +318,7 @@ class Crud:
         uniques = [f.name for f in res.fields.values() if f.unique and row.get(f.name) is not None]
         if not uniques:
             return
-        for other in self.storage.rows(ns, res.name):
+        for other in self.storage.view(ns, res.name):
             if key is not None and str(other.get(res.pk)) == key:
                 continue
             for name in uniques:
@@ -374,7 +374,7 @@ class Crud:
             return self.toggle(res, route.key, route.action, m, ns, user)
         if route.key is None:
             if m == "GET":
-                return self.list(route, res, self.storage.rows(ns, res.name), req, user, ns)
+                return self.list(route, res, self.storage.view(ns, res.name), req, user, ns)
             if m == "POST":
                 return self.create(route, res, self.unwrap(res, parse_body(req.body, req.content_type)), ns, user)
             if m == "PUT":  # update by the key in the body (petstore's PUT /pet)

@@ -20,6 +20,13 @@ lock before it reads, waits (busy_timeout) while the writer thread or another wo
 process holds it, and commits or rolls back as a whole. Its tables are all created when
 it opens, in one committed transaction, so no request ever creates (and, failing,
 un-creates) a table.
+
+The one speed trick here: SQLite storage keeps the rows it read decoded in memory (a list
+or a create reads every row of a resource, and decoding each row's JSON again was most of
+their cost). What is kept is right while `PRAGMA data_version` stays the same: it changes
+when any other connection (another worker, the CLI, the store's writer) commits, and then
+everything kept is dropped. This connection's own writes update what is kept; a rollback
+drops it.
 """
 
 from __future__ import annotations
@@ -51,6 +58,12 @@ class Storage:
     kind = "?"
 
     def rows(self, ns: str, resource: str) -> list[dict]: ...
+
+    def view(self, ns: str, resource: str) -> list[dict]:
+        """The rows themselves, not copies, for a reader that changes none of them (a list,
+        a uniqueness check): copying every row of a big resource was most of their cost."""
+        return self.rows(ns, resource)
+
     def get(self, ns: str, resource: str, key: str) -> dict | None: ...
     def keys(self, ns: str, resource: str) -> set[str]: ...
     def put(self, ns: str, resource: str, key: str, row: dict) -> None: ...
@@ -166,6 +179,9 @@ class MemoryStorage(Storage):
 
     def rows(self, ns, resource):
         return [dict(r) for r in self.data.get(ns, {}).get(resource, {}).values()]
+
+    def view(self, ns, resource):
+        return list(self.data.get(ns, {}).get(resource, {}).values())
 
     def get(self, ns, resource, key):
         row = self.data.get(ns, {}).get(resource, {}).get(key)
@@ -318,6 +334,8 @@ class SqliteStorage(Storage):
         self._tables: dict[str, str] = {}
         self._depth = 0
         self._lock = threading.RLock()
+        self._kept: dict[tuple[str, str], dict[str, dict]] = {}  # (ns, resource) -> key -> row, decoded
+        self._version: int | None = None  # data_version when _kept was last right
         self.add_resources(resources)
 
     def add_resources(self, resources: Iterable[str]) -> None:
@@ -351,32 +369,53 @@ class SqliteStorage(Storage):
         except KeyError:
             raise KeyError(f"vb storage: no table for resource {resource!r} (not opened with it)") from None
 
-    def rows(self, ns, resource):
+    def _table(self, ns: str, resource: str) -> dict[str, dict]:
+        """A resource's rows in order, decoded: kept, unless another connection wrote since."""
         t = self._t(resource)
-        cur = self.conn.execute(f'select data from "{t}" where ns = ? order by seq', [ns])
-        return [json.loads(r[0]) for r in cur]
+        with self._lock:
+            version = self.conn.execute("pragma data_version").fetchone()[0]
+            if version != self._version:
+                self._kept.clear()
+                self._version = version
+            table = self._kept.get((ns, resource))
+            if table is None:
+                cur = self.conn.execute(f'select pk, data from "{t}" where ns = ? order by seq', [ns])
+                table = self._kept[(ns, resource)] = {pk: json.loads(data) for pk, data in cur}
+            return table
+
+    def rows(self, ns, resource):
+        return [dict(r) for r in self._table(ns, resource).values()]
+
+    def view(self, ns, resource):
+        return list(self._table(ns, resource).values())
 
     def get(self, ns, resource, key):
-        t = self._t(resource)
-        r = self.conn.execute(f'select data from "{t}" where ns = ? and pk = ?', [ns, key]).fetchone()
-        return json.loads(r[0]) if r else None
+        row = self._table(ns, resource).get(key)
+        return dict(row) if row is not None else None
 
     def keys(self, ns, resource):
-        t = self._t(resource)
-        return {r[0] for r in self.conn.execute(f'select pk from "{t}" where ns = ?', [ns])}
+        return set(self._table(ns, resource))
 
     def put(self, ns, resource, key, row):
         t = self._t(resource)
-        self.conn.execute(
-            f'insert into "{t}" (ns, pk, seq, data) values (?, ?, '
-            f'(select coalesce(max(seq), 0) + 1 from "{t}"), ?) '
-            f"on conflict (ns, pk) do update set data = excluded.data",
-            [ns, key, json.dumps(row, ensure_ascii=False)],
-        )
+        data = json.dumps(row, ensure_ascii=False)
+        with self._lock:
+            table = self._table(ns, resource)
+            self.conn.execute(
+                f'insert into "{t}" (ns, pk, seq, data) values (?, ?, '
+                f'(select coalesce(max(seq), 0) + 1 from "{t}"), ?) '
+                f"on conflict (ns, pk) do update set data = excluded.data",
+                [ns, key, data],
+            )
+            table[key] = json.loads(data)  # a replaced row keeps its place, as its seq does
 
     def delete(self, ns, resource, key):
         t = self._t(resource)
-        return self.conn.execute(f'delete from "{t}" where ns = ? and pk = ?', [ns, key]).rowcount > 0
+        with self._lock:
+            table = self._table(ns, resource)
+            gone = self.conn.execute(f'delete from "{t}" where ns = ? and pk = ?', [ns, key]).rowcount > 0
+            table.pop(key, None)
+            return gone
 
     def _all_tables(self) -> list[str]:
         return [
@@ -387,9 +426,12 @@ class SqliteStorage(Storage):
         ]
 
     def drop(self, ns):
-        for t in self._all_tables():
-            self.conn.execute(f'delete from "{t}" where ns = ?', [ns])
-        self.conn.execute("delete from vb_marks where ns = ?", [ns])
+        with self._lock:
+            for t in self._all_tables():
+                self.conn.execute(f'delete from "{t}" where ns = ?', [ns])
+            self.conn.execute("delete from vb_marks where ns = ?", [ns])
+            for kept in [k for k in self._kept if k[0] == ns]:
+                del self._kept[kept]
 
     def namespaces(self):
         found: set[str] = set()
@@ -421,10 +463,15 @@ class SqliteStorage(Storage):
                 self._depth -= 1
                 if outer:
                     self.conn.execute("rollback")
+                    self._kept.clear()  # it had this transaction's writes
                 raise
             self._depth -= 1
             if outer:
                 self.conn.execute("commit")
+
+    def reload(self) -> None:
+        with self._lock:
+            self._kept.clear()
 
     def close(self):
         self.conn.close()
