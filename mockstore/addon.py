@@ -553,7 +553,7 @@ class MockStore:
     async def _virtual(self, f: http.HTTPFlow, req: Request, prefix: str, *, body_dropped: bool) -> bool:
         if body_dropped and f.request.raw_content and "content-encoding" not in f.request.headers:
             req.body = f.request.raw_content  # over mock_max_body: the vb has its own limit (413)
-        response = await asyncio.to_thread(self.vb.handle, req)
+        response = await self.vb.answer(req)
         if response is None:
             return False
         flows.respond(f, response, prefix + STATE)
