@@ -239,7 +239,7 @@ class Control:
         return vb.dump().get(resource, [])
 
     def read_snapshots(self) -> list[dict]:
-        return self._vb().snapshot_list()
+        return self._snapshots(lambda s: s.list())
 
     def snapshot_create(self, name: Any, description: str = "") -> dict:
         return self._vb_call(lambda vb: vb.snapshot_create(name, description or ""))
@@ -249,9 +249,28 @@ class Control:
         return {"restored": name}
 
     def snapshot_delete(self, name: Any) -> dict:
-        if not self._vb_call(lambda vb: vb.snapshot_delete(name)):
+        if not self._snapshots(lambda s: s.delete(name)):
             raise NotFound(f"no snapshot named {name!r}")
         return {"deleted": name}
+
+    def snapshot_save(self, name: Any, path: str) -> dict:
+        """Write a snapshot to a JSON file (a path the person at the command line gave)."""
+        return {"saved": name, "file": str(self._snapshots(lambda s: s.save(name, path)))}
+
+    def snapshot_load(self, path: str, name: str | None = None) -> dict:
+        """Read a snapshot file into the store, under `name` or the name in the file."""
+        return self._snapshots(lambda s: s.load(path, name))
+
+    def _snapshots(self, fn):
+        """fn(the snapshots): the virtual backend's, under its lock; without one, on the
+        command line, the store's (listing, deleting, saving and loading need no resources)."""
+        from .vb.snapshots import Snapshots
+
+        if self.vb is None and self.owned:
+            return self._snapshot_call(lambda: fn(Snapshots(self.store.reader().conn)))
+        vb = self._vb()
+        with vb.lock:
+            return self._snapshot_call(lambda: fn(vb.snapshots))
 
     # --- stubs ------------------------------------------------------------------------
 
@@ -301,11 +320,15 @@ class Control:
         return {"reset": True}
 
     def _vb_call(self, fn):
+        vb = self._vb()
+        return self._snapshot_call(lambda: fn(vb))
+
+    @staticmethod
+    def _snapshot_call(fn):
         from .vb.snapshots import SnapshotError
 
-        vb = self._vb()
         try:
-            return fn(vb)
+            return fn()
         except SnapshotError as e:
             raise (NotFound if str(e).startswith("no snapshot") else ControlError)(str(e)) from None
 
