@@ -133,10 +133,11 @@ def check_port_free(host: str, port: int) -> None:
 @click.option("--upstream-timeout", default=10.0, show_default=True, type=float, help="Seconds, for failover.")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False), help="OpenAPI document: serve its resources statefully.")
 @click.option("--entities", type=click.Path(exists=True, dir_okay=False), help="Entity file (YAML/JSON): serve its resources statefully.")
+@click.option("--stubs", type=click.Path(exists=True), help="Stubs file (YAML/JSON) or a folder of them: saved into the store, reloaded when they change.")
 @click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="Where the mitmproxy CA lives. [default: the checkout's certs/, else ~/.mockstore/certs]")
 @click.option("--set", "extra", multiple=True, metavar="NAME=VALUE", help="Any other mitmproxy or mockstore option.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Proxy processes sharing the port and the store (one per core).")
-def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, redact, max_body, upstream_timeout, spec, entities, confdir, extra, workers):
+def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, redact, max_body, upstream_timeout, spec, entities, stubs, confdir, extra, workers):
     """Run the proxy with mockstore on a lean mitmproxy master.
 
     \b
@@ -145,6 +146,7 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
       mockstore serve --mode mock --upstream https://api.example.com
       mockstore serve --listen-port 8080                        # regular proxy: point apps at it
       mockstore serve --mode mock --spec petstore.yaml          # a stateful mock, no real API
+      mockstore serve --upstream https://api.example.com --stubs stubs/   # hand-written answers first
       mockstore serve --mode mock --upstream https://api.example.com --workers 2   # two cores
     """
     from ..options import upstream_url
@@ -176,6 +178,8 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
         settings["mock_spec"] = spec
     if entities:
         settings["mock_entities"] = entities
+    if stubs:
+        settings["mock_stubs"] = stubs
     settings.update(parse_set(extra))
     from ..store import ReadOnlyStoreError, StoreError, probe, readonly_for
 
