@@ -4,10 +4,16 @@ proxy runs, and `import` into a store a proxy is learning into."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+
 import httpx
+import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import MOCKSTORE, free_port
+from live_helpers import eventually, served  # noqa: F401 (served: a fixture)
 
 from mockstore.cli import cli
 
@@ -37,3 +43,62 @@ def test_serve_refuses_a_stubs_path_that_does_not_exist(tmp_path):
     out = run_cli("serve", "--db", str(tmp_path / "m.db"), "--stubs", str(tmp_path / "nope.yaml"), ok=False)
     assert "--stubs" in out and "does not exist" in out
     assert not (tmp_path / "m.db").exists()
+
+
+def _har(path, n: int) -> None:
+    from mockstore.exchange import Exchange, Request, Response
+    from mockstore.har import write_har
+
+    with open(path, "w", encoding="utf-8") as f:
+        write_har([Exchange(Request("GET", "api.example.com", f"/items/{i}", [], scheme="https", port=443),
+                            Response.make_json(200, {"id": i}), started=1_700_000_000 + i, duration_ms=5)
+                   for i in range(n)], f)
+
+
+def _counted_and_recorded(db) -> tuple[int, int]:
+    """What the stored model counted, and how many exchanges the store holds."""
+    with sqlite3.connect(db) as conn:
+        counted = conn.execute("select coalesce(sum(count), 0) from endpoints").fetchone()[0]
+        return counted, conn.execute("select count(*) from exchanges").fetchone()[0]
+
+
+def _stored_not_counted(p, path: str) -> bool:
+    """Send a request through the proxy; freeze the proxy (SIGSTOP) once its exchange is stored
+    and before the model that counted it is persisted (the counted mark of its slot is below
+    its id). False, and the proxy running again, if the persist came first."""
+    with httpx.Client(base_url=p.url, timeout=10, trust_env=False) as c:
+        assert c.get(path).status_code == 200
+    with sqlite3.connect(p.db) as conn:
+        row = eventually(lambda: conn.execute("select id from exchanges where path = ?", [path]).fetchone(),
+                         "the exchange stored")
+        os.kill(p.proc.pid, signal.SIGSTOP)
+        mark = conn.execute("select value from meta where key = 'counted.0'").fetchone()
+    if mark is None or int(mark[0]) < row[0]:
+        return True
+    os.kill(p.proc.pid, signal.SIGCONT)
+    return False
+
+
+@pytest.mark.parametrize("then", ["resumed", "killed"])
+def test_import_while_a_proxy_learns_into_the_same_store(then, backend, served, tmp_path):
+    """The import's exchanges and the proxy's are each counted once, whichever persists last
+    and even if the proxy is killed before it persists: the import has a slot of its own, so
+    the counted mark of the proxy's slot (what a restart learns again after) is the proxy's alone."""
+    _, api = backend()
+    p = served("serve", upstream=api, workers=1)
+    with httpx.Client(base_url=p.url, timeout=10, trust_env=False) as c:
+        assert c.get("/users/1").status_code == 200
+    for i in range(2, 30):
+        if _stored_not_counted(p, f"/users/{i}"):
+            break
+    else:
+        pytest.fail("the proxy persisted each request before its exchange could be seen stored")
+    _har(tmp_path / "in.har", 40)
+    try:
+        assert "imported 40 exchanges" in run_cli("import", str(tmp_path / "in.har"), "--db", str(p.db))
+    finally:
+        os.kill(p.proc.pid, signal.SIGCONT if then == "resumed" else signal.SIGKILL)
+    p.stop()
+    served("serve", upstream=api, workers=1).stop()  # a restart learns again what was stored, not counted
+    counted, recorded = _counted_and_recorded(p.db)
+    assert counted == recorded

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .. import __version__
-from ..options import LATENCIES, MODES
+from ..options import LATENCIES, MAX_WORKER, MODES
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -136,7 +136,7 @@ def check_port_free(host: str, port: int) -> None:
 @click.option("--stubs", type=click.Path(exists=True), help="Stubs file (YAML/JSON) or a folder of them: saved into the store, reloaded when they change.")
 @click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="Where the mitmproxy CA lives. [default: the checkout's certs/, else ~/.mockstore/certs]")
 @click.option("--set", "extra", multiple=True, metavar="NAME=VALUE", help="Any other mitmproxy or mockstore option.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Proxy processes sharing the port and the store (one per core).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, MAX_WORKER + 1), help="Proxy processes sharing the port and the store (one per core).")
 def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, redact, max_body, upstream_timeout, spec, entities, stubs, confdir, extra, workers):
     """Run the proxy with mockstore on a lean mitmproxy master.
 
@@ -273,14 +273,15 @@ def schema(db_path, endpoint, status, kind_request):
     click.echo(json.dumps(value, indent=2))
 
 
-def _control(db_path: str, call, *, write: bool = False):
+def _control(db_path: str, call, *, write: bool = False, create: bool = False):
     """Run one control (`mockstore.control`) on the store; its refusal is a one-line error.
     A control that only reads opens the store read-only: a file that is not a store is said
-    to be one, not made one."""
+    to be one, not made one. `create`: a new store is made if there is none (it writes)."""
     from ..control import Control, ControlError
     from ..store import Store, StoreError
 
-    if not Path(db_path).exists():
+    write = write or create
+    if not create and not Path(db_path).exists():
         raise click.ClickException(f"no store at {db_path}: learn some traffic first (mockstore serve)")
     try:
         store = Store(db_path, readonly=not write)
