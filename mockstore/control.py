@@ -213,6 +213,30 @@ class Control:
             return self._get_mode()
         return changes.get_setting(self.store.reader(), "mode") or "learn"
 
+    def read_running_mode(self) -> dict:
+        """The mode stored on the store (the last switch: `set_mode`), and the mode of the proxy
+        running on it, asked through its admin API (None when none answers: no proxy, or its
+        admin API off). They differ when a proxy was started with a mode of its own since."""
+        from . import admin
+
+        db = self.store.reader()
+        url = admin.recorded_url(db)
+        answer = admin.ask(url, admin.store_token(db), "/admin/mode") if url else None
+        running = answer.get("mode") if isinstance(answer, dict) else None
+        return {"stored": changes.get_setting(db, "mode") or "learn", "running": running,
+                "admin": url if running else None}
+
+    def admin_started(self, url: str) -> None:
+        """The admin API listens at `url`: where the command line asks (`read_running_mode`)."""
+        from . import admin
+
+        self.store.submit(lambda db: admin.record_url(db, url))
+
+    def admin_stopped(self, url: str) -> None:
+        from . import admin
+
+        self.store.submit(lambda db: admin.forget_url(db, url))
+
     def set_mode(self, mode: Any) -> str:
         """Switch this proxy now, and every process on the store within a second."""
         if mode not in MODES:

@@ -102,3 +102,23 @@ def test_import_while_a_proxy_learns_into_the_same_store(then, backend, served, 
     served("serve", upstream=api, workers=1).stop()  # a restart learns again what was stored, not counted
     counted, recorded = _counted_and_recorded(p.db)
     assert counted == recorded
+
+
+def test_mode_says_what_the_running_proxy_uses_beside_what_is_stored(backend, served):
+    import json
+
+    _, api = backend()
+    first = served("serve", upstream=api, workers=1)
+    run_cli("mode", "learn", "--db", str(first.db))  # stored on the store, followed by the proxy running
+    first.stop()
+    p = served("serve", upstream=api, workers=2, admin="127.0.0.1:0", options={"mock_mode": "mock"})
+    admin, _ = p.admin_url()
+    out = run_cli("mode", "--db", str(p.db))
+    assert out.startswith("mock (the proxy running on this store") and "stored: learn" in out
+    assert json.loads(run_cli("mode", "--json", "--db", str(p.db))) == {"stored": "learn", "running": "mock",
+                                                                        "admin": admin}
+    run_cli("mode", "failover", "--db", str(p.db))
+    eventually(lambda: run_cli("mode", "--db", str(p.db)) == "failover\n", "the switch, as the proxy says it")
+    p.stop()
+    assert json.loads(run_cli("mode", "--json", "--db", str(p.db))) == {"stored": "failover", "running": None,
+                                                                        "admin": None}

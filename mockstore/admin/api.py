@@ -422,7 +422,14 @@ class AdminServer:
         self._watched(False)
         shown = f"[{host}]" if ":" in host else host
         say(f"mockstore: dashboard and admin API at http://{shown}:{self.port}/?token={token}")
+        self.control().admin_started(self.url)
         return True
+
+    @property
+    def url(self) -> str:
+        """Where a client on this machine reaches it (a bind to every address includes loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def _watched(self, active: bool) -> None:
         if self.on_watched is not None and self.relay is not None:
@@ -436,6 +443,7 @@ class AdminServer:
         if self.server is not None:
             self.server.stop()
             self.server = None
+            self.control().admin_stopped(self.url)
 
     def app(self) -> tornado.web.Application:
         handlers = []

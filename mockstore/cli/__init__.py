@@ -298,9 +298,14 @@ def _control(db_path: str, call, *, write: bool = False, create: bool = False):
 
 @cli.command()
 @db_option
-@click.argument("mode", required=False, type=click.Choice(["learn", "mock", "failover", "replay"]))
-def mode(db_path, mode):
+@click.argument("mode", required=False, type=click.Choice(MODES))
+@click.option("--json", "as_json", is_flag=True, help="Show {stored, running, admin} as JSON.")
+def mode(db_path, mode, as_json):
     """Show or switch the mode of the proxies running on this store (within a second).
+
+    Shown: the mode of the proxy running on the store, asked through its admin API, and the
+    one stored by the last switch when the two differ (a proxy started with a --mode of its
+    own since). With no proxy running, or its admin API off, the stored one alone.
 
     \b
     Examples:
@@ -308,7 +313,14 @@ def mode(db_path, mode):
       mockstore mode mock --db api.db
     """
     if mode is None:
-        click.echo(_control(db_path, lambda c: c.mode()))
+        state = _control(db_path, lambda c: c.read_running_mode())
+        if as_json:
+            click.echo(json.dumps(state))
+        elif state["running"] in (None, state["stored"]):
+            click.echo(state["stored"])
+        else:
+            click.echo(f"{state['running']} (the proxy running on this store, admin API at {state['admin']})\n"
+                       f"stored: {state['stored']} (the last switch; the proxy was started with a mode of its own since)")
         return
     _control(db_path, lambda c: c.set_mode(mode), write=True)
     click.echo(f"mode {mode}")
