@@ -114,10 +114,16 @@ class Control:
         near = self.model.closest_endpoints(method, "", rest.split("/", 1)[-1] if not rest.startswith("/") else rest)
         raise NotFound(f"no endpoint {text!r}; closest: {', '.join(near) or 'none'}")
 
-    def endpoint(self, text: str) -> dict:
-        """One endpoint with its schemas (request, and response per status)."""
+    def endpoint(self, text: str, *, with_drift: bool = False) -> dict:
+        """One endpoint with its schemas (request, and response per status); `with_drift`:
+        and its drift statistics (`drift`: None when drift watching is off)."""
         ep = self.find_endpoint(text)
         out = _endpoint_summary(ep)
+        if with_drift:
+            try:
+                out["drift"] = self.drift.stats(ep.id)
+            except Unavailable:
+                out["drift"] = None
         out["latency_histogram"] = [{"ms": round(ms, 2), "count": n} for ms, n in _histogram(ep.stats)]
         out["query"] = {k: v.get("count", 0) for k, v in ep.stats.query.items()}
         out["schemas"] = {
@@ -205,6 +211,16 @@ class Control:
             return fn()
         except ChaosRuleError as e:
             raise (NotFound if str(e).startswith("no chaos rule") else ControlError)(str(e)) from None
+
+    # --- sessions ---------------------------------------------------------------------
+
+    def rewind(self) -> bool:
+        """Recorded sequences replay from their first recording again, in every proxy serving
+        from the store (within a second). False if the store did not take the write."""
+        from .sessions import bump_rewinds
+
+        self.store.submit(bump_rewinds)
+        return self.store.flush() and not self.store.unstored
 
     # --- mode -------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ still be opened read-only, for serving from it (`Store(path, readonly=None)`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import importlib
 import logging
@@ -26,7 +27,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -253,6 +254,18 @@ def migrate(db: sqlite_utils.Database) -> bool:
         for hook in _table_hooks:
             hook(db)
     return not found
+
+
+@contextlib.contextmanager
+def migrated(path: str | Path) -> Iterator[sqlite_utils.Database]:
+    """A connection to the store at `path`, its tables made or upgraded; closed after (for a
+    command that reads and writes with its module's functions, without a writer thread)."""
+    db = connect(path)
+    try:
+        migrate(db)
+        yield db
+    finally:
+        db.conn.close()
 
 
 def db_path_of(db: sqlite_utils.Database) -> str:

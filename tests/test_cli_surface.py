@@ -122,3 +122,49 @@ def test_mode_says_what_the_running_proxy_uses_beside_what_is_stored(backend, se
     p.stop()
     assert json.loads(run_cli("mode", "--json", "--db", str(p.db))) == {"stored": "failover", "running": None,
                                                                         "admin": None}
+
+
+ADAPTERS = ["mockstore/cli/__init__.py", "mockstore/cli/chaos.py", "mockstore/cli/drift.py", "mockstore/cli/files.py",
+            "mockstore/cli/scenarios.py", "mockstore/cli/stubs.py", "mockstore/cli/vb.py", "mockstore/admin/api.py"]
+
+
+@pytest.mark.parametrize("path", ADAPTERS)
+def test_the_adapters_hold_no_sql_and_read_no_store_themselves(path):
+    """The command line and the admin API call the library (`mockstore.control`, or the module
+    that owns what they touch); SQL, connections and models are the library's."""
+    from conftest import ROOT
+
+    text = (ROOT / path).read_text()
+    for word in ("execute(", ".query(", "db[", "conn.", "Model.load", "sqlite3", "connect("):
+        assert word not in text, f"{path}: {word}"
+
+
+def test_the_controls_the_adapters_call(tmp_path):
+    """What moved behind Control: rewind, an endpoint with its drift statistics, the import's
+    summary; and an entity added to an entity file (mockstore.vb.entities)."""
+    import yaml as yaml_
+
+    from mockstore.control import Control, ControlError
+    from mockstore.sessions import read_rewinds
+    from mockstore.store import Store
+    from mockstore.vb.entities import add_entity
+    from mockstore.vb.model import ModelError
+
+    _har(tmp_path / "in.har", 3)
+    c = Control.open(Store(tmp_path / "m.db"))
+    try:
+        assert c.import_file(str(tmp_path / "in.har")) == {"imported": 3, "learned": [
+            {"method": "GET", "host": "api.example.com", "template": "/items/{id}", "added": 3}]}
+        with pytest.raises(ControlError, match="neither a HAR file"):
+            c.import_file(str(tmp_path / "m.db"))
+        assert c.rewind() and read_rewinds(c.store.reader()) == 1
+        detail = c.endpoint("GET /items/{id}", with_drift=True)
+        assert detail["count"] == 3 and detail["drift"]["endpoint"] == "GET api.example.com/items/{id}"
+        assert "drift" not in c.endpoint("GET /items/{id}")
+    finally:
+        c.close()
+
+    add_entity(tmp_path / "e.yaml", "notes", "id:integer,text:string")
+    assert yaml_.safe_load((tmp_path / "e.yaml").read_text())["resources"]["notes"]["fields"]["text"] == {"type": "string"}
+    with pytest.raises(ModelError, match="already defines"):
+        add_entity(tmp_path / "e.yaml", "notes", "id:integer")

@@ -24,7 +24,6 @@ from .. import __version__
 from ..options import LATENCIES, MAX_WORKER, MODES
 
 if TYPE_CHECKING:
-    from ..model import Model
     from ..store import Store
 
 DEFAULT_DB = "./mockstore.db"
@@ -55,35 +54,15 @@ def open_store(db_path: str) -> Store:
 def store_connection(path: str, *, must_exist: bool, first: str, refused: tuple = ()):
     """A connection to the store (migrated) for one command, closed after; the library's
     refusals (`refused`) are one-line errors. `first`: what to do when there is no store."""
-    from ..store import StoreError, connect, migrate
+    from ..store import StoreError, migrated
 
     if must_exist and not Path(path).exists():
         raise click.ClickException(f"no store at {path!r}: {first}, or pass --db")
     try:
-        db = connect(path)
-        migrate(db)
-    except StoreError as e:
+        with migrated(path) as db:
+            yield db
+    except (StoreError, *refused) as e:
         raise click.ClickException(str(e)) from None
-    try:
-        yield db
-    except refused as e:
-        raise click.ClickException(str(e)) from None
-    finally:
-        db.conn.close()
-
-
-def load_model(db_path: str) -> Model:
-    from ..model import Model
-    from ..store import StoreError, open_readonly
-
-    try:
-        db = open_readonly(db_path)
-    except StoreError as e:
-        raise click.ClickException(str(e)) from None
-    try:
-        return Model.load(db)
-    finally:
-        db.conn.close()
 
 
 def parse_set(values: tuple[str, ...]) -> dict[str, str]:
@@ -213,17 +192,7 @@ def rewind(db_path):
     Example:
       mockstore rewind --db ./mockstore.db
     """
-    from ..sessions import bump_rewinds
-
-    if not Path(db_path).exists():
-        raise click.ClickException(f"no store at {db_path!r}: pass --db")
-    store = open_store(db_path)
-    try:
-        store.submit(bump_rewinds)
-        stored = store.flush() and not store.unstored
-    finally:
-        store.close()
-    if not stored:
+    if not _control(db_path, lambda c: c.rewind(), write=True):
         raise click.ClickException(f"could not write to the store {db_path}: nothing was rewound")
     click.echo("recorded sequences rewind: proxies serving from this store replay them from the start")
 

@@ -142,24 +142,10 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore entity create users --fields id:integer,name:string,email:email
         """
-        import yaml
+        from mockstore.vb.entities import add_entity
 
-        from mockstore.vb.entities import entity_yaml
-        from mockstore.vb.model import ModelError
-
-        p = Path(path)
-        doc = {"resources": {}}
-        if p.exists():
-            doc = yaml.safe_load(p.read_text("utf-8")) or {"resources": {}}
-        if not isinstance(doc, dict) or not isinstance(doc.setdefault("resources", {}), dict):
-            raise click.ClickException(f"{path} is not an entity file (no 'resources' mapping)")
-        if name in doc["resources"]:
-            raise click.ClickException(f"{path} already defines {name!r}")
-        try:
-            doc["resources"][name] = entity_yaml(name, fields)
-        except ModelError as e:
-            raise click.ClickException(str(e)) from None
-        p.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), "utf-8")
+        with _plain_errors():
+            add_entity(path, name, fields)
         click.echo(f"{name} added to {path}")
 
     @cli.command()
