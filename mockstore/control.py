@@ -114,10 +114,16 @@ class Control:
         near = self.model.closest_endpoints(method, "", rest.split("/", 1)[-1] if not rest.startswith("/") else rest)
         raise NotFound(f"no endpoint {text!r}; closest: {', '.join(near) or 'none'}")
 
-    def endpoint(self, text: str) -> dict:
-        """One endpoint with its schemas (request, and response per status)."""
+    def endpoint(self, text: str, *, with_drift: bool = False) -> dict:
+        """One endpoint with its schemas (request, and response per status); `with_drift`:
+        and its drift statistics (`drift`: None when drift watching is off)."""
         ep = self.find_endpoint(text)
         out = _endpoint_summary(ep)
+        if with_drift:
+            try:
+                out["drift"] = self.drift.stats(ep.id)
+            except Unavailable:
+                out["drift"] = None
         out["latency_histogram"] = [{"ms": round(ms, 2), "count": n} for ms, n in _histogram(ep.stats)]
         out["query"] = {k: v.get("count", 0) for k, v in ep.stats.query.items()}
         out["schemas"] = {
@@ -206,12 +212,46 @@ class Control:
         except ChaosRuleError as e:
             raise (NotFound if str(e).startswith("no chaos rule") else ControlError)(str(e)) from None
 
+    # --- sessions ---------------------------------------------------------------------
+
+    def rewind(self) -> bool:
+        """Recorded sequences replay from their first recording again, in every proxy serving
+        from the store (within a second). False if the store did not take the write."""
+        from .sessions import bump_rewinds
+
+        self.store.submit(bump_rewinds)
+        return self.store.flush() and not self.store.unstored
+
     # --- mode -------------------------------------------------------------------------
 
     def mode(self) -> str:
         if self._get_mode is not None:
             return self._get_mode()
         return changes.get_setting(self.store.reader(), "mode") or "learn"
+
+    def read_running_mode(self) -> dict:
+        """The mode stored on the store (the last switch: `set_mode`), and the mode of the proxy
+        running on it, asked through its admin API (None when none answers: no proxy, or its
+        admin API off). They differ when a proxy was started with a mode of its own since."""
+        from . import admin
+
+        db = self.store.reader()
+        url = admin.recorded_url(db)
+        answer = admin.ask(url, admin.store_token(db), "/admin/mode") if url else None
+        running = answer.get("mode") if isinstance(answer, dict) else None
+        return {"stored": changes.get_setting(db, "mode") or "learn", "running": running,
+                "admin": url if running else None}
+
+    def admin_started(self, url: str) -> None:
+        """The admin API listens at `url`: where the command line asks (`read_running_mode`)."""
+        from . import admin
+
+        self.store.submit(lambda db: admin.record_url(db, url))
+
+    def admin_stopped(self, url: str) -> None:
+        from . import admin
+
+        self.store.submit(lambda db: admin.forget_url(db, url))
 
     def set_mode(self, mode: Any) -> str:
         """Switch this proxy now, and every process on the store within a second."""
@@ -239,7 +279,7 @@ class Control:
         return vb.dump().get(resource, [])
 
     def read_snapshots(self) -> list[dict]:
-        return self._vb().snapshot_list()
+        return self._snapshots(lambda s: s.list())
 
     def snapshot_create(self, name: Any, description: str = "") -> dict:
         return self._vb_call(lambda vb: vb.snapshot_create(name, description or ""))
@@ -249,9 +289,28 @@ class Control:
         return {"restored": name}
 
     def snapshot_delete(self, name: Any) -> dict:
-        if not self._vb_call(lambda vb: vb.snapshot_delete(name)):
+        if not self._snapshots(lambda s: s.delete(name)):
             raise NotFound(f"no snapshot named {name!r}")
         return {"deleted": name}
+
+    def snapshot_save(self, name: Any, path: str) -> dict:
+        """Write a snapshot to a JSON file (a path the person at the command line gave)."""
+        return {"saved": name, "file": str(self._snapshots(lambda s: s.save(name, path)))}
+
+    def snapshot_load(self, path: str, name: str | None = None) -> dict:
+        """Read a snapshot file into the store, under `name` or the name in the file."""
+        return self._snapshots(lambda s: s.load(path, name))
+
+    def _snapshots(self, fn):
+        """fn(the snapshots): the virtual backend's, under its lock; without one, on the
+        command line, the store's (listing, deleting, saving and loading need no resources)."""
+        from .vb.snapshots import Snapshots
+
+        if self.vb is None and self.owned:
+            return self._snapshot_call(lambda: fn(Snapshots(self.store.reader().conn)))
+        vb = self._vb()
+        with vb.lock:
+            return self._snapshot_call(lambda: fn(vb.snapshots))
 
     # --- stubs ------------------------------------------------------------------------
 
@@ -301,15 +360,35 @@ class Control:
         return {"reset": True}
 
     def _vb_call(self, fn):
+        vb = self._vb()
+        return self._snapshot_call(lambda: fn(vb))
+
+    @staticmethod
+    def _snapshot_call(fn):
         from .vb.snapshots import SnapshotError
 
-        vb = self._vb()
         try:
-            return fn(vb)
+            return fn()
         except SnapshotError as e:
             raise (NotFound if str(e).startswith("no snapshot") else ControlError)(str(e)) from None
 
     # --- recordings -------------------------------------------------------------------
+
+    def import_file(self, path: str, *, limit: int = 1024 * 1024, redacting: bool = True,
+                    progress: Callable[[int], None] | None = None) -> dict:
+        """Learn a HAR or mitmproxy flow file into the store (`mockstore.imports`): how many
+        exchanges, and the endpoints whose counts grew meanwhile, by how much."""
+        from . import imports
+
+        before = {ep_id: ep.count for ep_id, ep in Model.load(self.store.reader()).endpoints.items()}
+        try:
+            n = imports.import_file(self.store, path, limit=limit, redacting=redacting, progress=progress)
+        except (ValueError, RuntimeError) as e:
+            raise ControlError(str(e)) from None
+        after = sorted(Model.load(self.store.reader()).endpoints.values(), key=lambda e: (e.host, e.template, e.method))
+        return {"imported": n, "learned": [
+            {"method": ep.method, "host": ep.host, "template": ep.template, "added": ep.count - before.get(ep.id, 0)}
+            for ep in after if ep.count > before.get(ep.id, 0)]}
 
     def read_traffic(self, *, limit: int = 50, before: int | None = None) -> list[dict]:
         """The last recorded exchanges, newest first."""

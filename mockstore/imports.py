@@ -1,7 +1,10 @@
 """Learn from traffic captured elsewhere: HAR files (browsers' DevTools, proxies, HAR
 exporters) and mitmproxy flow files (`mitmdump -w`).
 
-An import is learning without a proxy: the same Learner, the same store, `source="import"`.
+An import is learning without a proxy: the same Learner, the same store, `source="import"`,
+in a worker slot of its own (`IMPORT_SLOT`): its exchange ids and its counted mark are never
+a running proxy's, so importing into the store a proxy learns into counts every exchange once
+(mockstore.sync). One import at a time per store: two at once would share the slot.
 A file that is not what it claims is an error before anything is learned; a broken entry
 inside a good file is skipped with a warning, and the rest is imported.
 """
@@ -14,10 +17,11 @@ import re
 import zlib
 from collections.abc import Callable, Iterator
 
-from . import har
+from . import har, rebuild
 from .exchange import Exchange
 from .learn import Learner
 from .model import Model
+from .options import IMPORT_SLOT
 from .store import Store
 
 log = logging.getLogger("mockstore.imports")
@@ -66,7 +70,8 @@ def import_file(
     estimate for flow files), ending with the file's size."""
     kind = detect(path)
     size = os.path.getsize(path)
-    model = Model.load(store.reader())
+    model = Model.load(store.reader(), slot=IMPORT_SLOT)
+    rebuild.catch_up(store, model, IMPORT_SLOT)  # what an import killed before its last checkpoint left
     learner = Learner(model, store, redacting=redacting)
     name = os.path.basename(os.fspath(path))
     items = _har_items(path, limit, size) if kind == "har" else _flow_items(path, limit, size)

@@ -18,14 +18,16 @@ still be opened read-only, for serving from it (`Store(path, readonly=None)`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
+import importlib
 import logging
 import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -44,6 +46,11 @@ REPORT_INTERVAL = 10.0  # seconds between reports of rows not stored while write
 Write = Callable[[sqlite_utils.Database], object]  # or (sql, row): see Store.insert
 
 _table_hooks: list[Callable[[sqlite_utils.Database], None]] = []
+# The modules that register tables: imported before a migration, so that a store gets every
+# table whichever of them the process opening it happened to use (a store made by `mockstore
+# import` is read later by commands that read drift, chaos and stubs, maybe read-only).
+TABLE_OWNERS = ("mockstore.chaosrules", "mockstore.drift", "mockstore.redact", "mockstore.scenarios",
+                "mockstore.stubs")
 
 
 def register_tables(migrate: Callable[[sqlite_utils.Database], None]) -> Callable:
@@ -221,6 +228,8 @@ def migrate(db: sqlite_utils.Database) -> bool:
 
     All in one `begin immediate`: it waits for (and so finds) another process's lock now, not
     at the first write, and writes nothing when the store is up to date (a full disk opens)."""
+    for name in TABLE_OWNERS:
+        importlib.import_module(name)  # registers its tables (before the lock: drift's import is slow)
     with db.conn:
         db.execute("begin immediate")
         found = tables(db)
@@ -248,6 +257,18 @@ def migrate(db: sqlite_utils.Database) -> bool:
         for hook in _table_hooks:
             hook(db)
     return not found
+
+
+@contextlib.contextmanager
+def migrated(path: str | Path) -> Iterator[sqlite_utils.Database]:
+    """A connection to the store at `path`, its tables made or upgraded; closed after (for a
+    command that reads and writes with its module's functions, without a writer thread)."""
+    db = connect(path)
+    try:
+        migrate(db)
+        yield db
+    finally:
+        db.conn.close()
 
 
 def db_path_of(db: sqlite_utils.Database) -> str:

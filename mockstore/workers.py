@@ -32,9 +32,10 @@ import sys
 import time
 from dataclasses import dataclass
 
+from .options import MAX_WORKER
 from .store import StoreError, probe, readonly_for
 
-MAX_WORKERS = 16  # the slots of IdClock
+MAX_WORKERS = MAX_WORKER + 1  # the proxies' slots of IdClock (mockstore.options)
 START_TIMEOUT = 60.0  # a worker not listening by then is stopped: a failed start
 STOP_TIMEOUT = 15.0
 BACKOFF = (0.5, 8.0)  # a dead worker starts again after the first, doubling up to the second

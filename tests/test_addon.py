@@ -52,7 +52,7 @@ async def offer_request(tctx, addon, f) -> None:
     [
         ("mock_max_body", 0, "mock_max_body must be a positive number"),
         ("mock_upstream_timeout", "soon", "mock_upstream_timeout must be a positive number of seconds"),
-        ("mock_worker", 16, "mock_worker must be 0-15"),
+        ("mock_worker", 15, "mock_worker must be 0-14"),
         ("mock_drift_warmup", 0, "mock_drift_warmup"),
         ("mock_spec", "/nonexistent/spec.yaml", "mock_spec: file not found"),
         ("mock_vb_storage", "cloud", "mock_vb_storage"),

@@ -78,9 +78,12 @@ def test_every_route_on_mitmdump(backend, served, tmp_path):
     one = hit("GET", "/admin/endpoints/{id}", f"/admin/endpoints/{eid}").json()
     assert one["schemas"]["responses"]["200"]["properties"]["username"]["type"] == "string"
     assert sum(b["count"] for b in one["latency_histogram"]) == 8
-    samples = eventually(lambda: hit("GET", "/admin/endpoints/{id}/samples", f"/admin/endpoints/{eid}/samples?limit=2")
-                         .json(), "the recorded samples (written within a fraction of a second)")
-    assert len(samples) == 2 and json.loads(samples[0]["response_body"])["id"] == 8
+    def newest_samples():
+        found = hit("GET", "/admin/endpoints/{id}/samples", f"/admin/endpoints/{eid}/samples?limit=2").json()
+        return found if found and json.loads(found[0]["response_body"])["id"] == 8 else None
+
+    samples = eventually(newest_samples, "the last recorded samples (written within a fraction of a second)")
+    assert len(samples) == 2 and json.loads(samples[1]["response_body"])["id"] == 7
     stats = hit("GET", "/admin/endpoints/{id}/drift-stats", f"/admin/endpoints/{eid}/drift-stats").json()
     assert stats["endpoint"] == ep["id"] and stats["checked"] >= 1
     missing = a.get("/admin/endpoints/GET%20%2Fnope", ok=404).json()

@@ -169,7 +169,7 @@ def test_check_knows_the_choices_and_ranges():
         ("mock_mode", "bogus", "one of learn, mock, failover, replay"),
         ("mock_latency", "slow", "one of learned, none"),
         ("mock_max_body", 0, "positive number of bytes"),
-        ("mock_worker", 16, "0-15"),
+        ("mock_worker", 15, "0-14"),  # 15 is mockstore import's slot
         ("mock_upstream_timeout", "inf", "positive number of seconds"),
     ]:
         with pytest.raises(ValueError, match=message):

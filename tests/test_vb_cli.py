@@ -81,3 +81,40 @@ def test_seed_snapshot_reset(run, tmp_path):
     assert "deleted" in run("snapshot", "delete", "two")
     assert "no snapshot" in run("snapshot", "delete", "two", ok=False)
     assert "no snapshot" in run("snapshot", "restore", "two", "--entities", "entities.yaml", ok=False)
+
+
+def test_snapshot_commands_without_resources_go_through_control(run, tmp_path, monkeypatch):
+    """list, delete, save and load need no --spec: they call the same Control functions as
+    the admin API and the mitmproxy commands."""
+    from mockstore.control import Control
+
+    run("entity", "create", "notes", "--fields", "id:integer,text:string")
+    run("snapshot", "create", "one", "--entities", "entities.yaml")
+    called = []
+    for name in ("read_snapshots", "snapshot_delete", "snapshot_save", "snapshot_load"):
+        def spy(self, *args, _name=name, _real=getattr(Control, name)):
+            called.append(_name)
+            return _real(self, *args)
+        monkeypatch.setattr(Control, name, spy)
+    assert "one\t" in run("snapshot", "list")
+    run("snapshot", "save", "one", "one.json")
+    assert "loaded" in run("snapshot", "load", "one.json", "--name", "two")
+    assert "deleted" in run("snapshot", "delete", "one")
+    assert "no snapshot named 'one'" in run("snapshot", "delete", "one", ok=False)
+    assert "not allowed" in run("snapshot", "save", "../x", "x.json", ok=False)
+    assert called == ["read_snapshots", "snapshot_save", "snapshot_load", "snapshot_delete", "snapshot_delete",
+                      "snapshot_save"]
+
+
+def test_snapshot_commands_refuse_a_file_that_is_not_a_store(run, tmp_path):
+    """An SQLite file of something else is named for what it is; no tables are added to it."""
+    import sqlite3
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("create table things (x)")
+    for args in (["list"], ["delete", "x"], ["save", "x", "x.json"]):
+        assert "not a mockstore store" in run("snapshot", *args, "--db", str(other), ok=False)
+    with sqlite3.connect(other) as conn:
+        assert [r[0] for r in conn.execute("select name from sqlite_master")] == ["things"]
+    assert "no store at" in run("snapshot", "list", "--db", str(tmp_path / "missing.db"), ok=False)

@@ -16,10 +16,12 @@ A bind beyond loopback needs an explicit `mock_admin_token`.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import secrets
 import sqlite3
 import sys
+import urllib.request
 from typing import Any
 
 log = logging.getLogger("mockstore.admin")
@@ -81,6 +83,37 @@ def store_token(db) -> str:
     except sqlite3.Error:
         return token
     return db.execute("select value from meta where key = 'admin_token'").fetchone()[0]
+
+
+# Where the admin API of the proxy running on the store listens, while it runs (written at its
+# start, removed at its stop): how the command line asks a running proxy what it does now.
+URL_KEY = "admin_url"
+
+
+def record_url(db, url: str) -> None:
+    db.execute("insert or replace into meta (key, value) values (?, ?)", [URL_KEY, url])
+
+
+def forget_url(db, url: str) -> None:
+    """Only if it is still this server's: another proxy may have started on the store since."""
+    db.execute("delete from meta where key = ? and value = ?", [URL_KEY, url])
+
+
+def recorded_url(db) -> str | None:
+    row = db.execute("select value from meta where key = ?", [URL_KEY]).fetchone()
+    return row[0] if row else None
+
+
+def ask(url: str, token: str, path: str, timeout: float = 2.0) -> Any:
+    """GET `path` of the admin API at `url`: its JSON, or None if nothing answers there with this
+    token (the proxy was killed, or another store's proxy has the port now)."""
+    request = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {token}"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 directly
+    try:
+        with opener.open(request, timeout=timeout) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError):  # refused, timed out, 401 (urllib.error.HTTPError is an OSError), not JSON
+        return None
 
 
 def say(text: str) -> None:

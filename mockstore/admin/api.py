@@ -27,7 +27,7 @@ import tornado.web
 import tornado.websocket
 
 from .. import __version__
-from ..control import Control, ControlError, Unavailable
+from ..control import Control, ControlError
 from . import is_loopback, say
 from .relay import RelayServer
 from .stream import Hub
@@ -87,15 +87,6 @@ def _int(h, name: str, default: int | None) -> int | None:
         raise ControlError(f"query parameter {name!r} must be a whole number, not {v!r}") from None
 
 
-def _endpoint_detail(c: Control, h, eid: str) -> dict:
-    ep = c.endpoint(eid)
-    try:
-        ep["drift"] = c.drift_stats(eid)
-    except Unavailable:
-        ep["drift"] = None
-    return ep
-
-
 def _samples(c: Control, h, eid: str):
     ep = c.endpoint(eid)  # on the loop: the model; then the store's rows on a thread
     return asyncio.to_thread(c.read_samples, ep, _int(h, "limit", 5))
@@ -141,7 +132,7 @@ ROUTES: list[Route] = [
     Route("/admin/endpoints/{id}/samples", "GET", "The last recorded exchanges of one endpoint",
           _samples, query=["limit"]),
     Route("/admin/endpoints/{id}", "GET", "One endpoint: schemas, latency histogram, drift (samples: /samples)",
-          _endpoint_detail),
+          lambda c, h, eid: c.endpoint(eid, with_drift=True)),
     Route("/admin/drift-alerts", "GET", "Drift alerts", lambda c, h: c.drift_alerts(
         unresolved_only=_flag(h, "unresolved_only"), endpoint=h.get_query_argument("endpoint", None)),
           query=["unresolved_only", "endpoint"]),
@@ -422,7 +413,14 @@ class AdminServer:
         self._watched(False)
         shown = f"[{host}]" if ":" in host else host
         say(f"mockstore: dashboard and admin API at http://{shown}:{self.port}/?token={token}")
+        self.control().admin_started(self.url)
         return True
+
+    @property
+    def url(self) -> str:
+        """Where a client on this machine reaches it (a bind to every address includes loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def _watched(self, active: bool) -> None:
         if self.on_watched is not None and self.relay is not None:
@@ -436,6 +434,7 @@ class AdminServer:
         if self.server is not None:
             self.server.stop()
             self.server = None
+            self.control().admin_stopped(self.url)
 
     def app(self) -> tornado.web.Application:
         handlers = []

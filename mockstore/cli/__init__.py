@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING
 import click
 
 from .. import __version__
-from ..options import LATENCIES, MODES
+from ..options import LATENCIES, MAX_WORKER, MODES
 
 if TYPE_CHECKING:
-    from ..model import Model
     from ..store import Store
 
 DEFAULT_DB = "./mockstore.db"
@@ -55,35 +54,15 @@ def open_store(db_path: str) -> Store:
 def store_connection(path: str, *, must_exist: bool, first: str, refused: tuple = ()):
     """A connection to the store (migrated) for one command, closed after; the library's
     refusals (`refused`) are one-line errors. `first`: what to do when there is no store."""
-    from ..store import StoreError, connect, migrate
+    from ..store import StoreError, migrated
 
     if must_exist and not Path(path).exists():
         raise click.ClickException(f"no store at {path!r}: {first}, or pass --db")
     try:
-        db = connect(path)
-        migrate(db)
-    except StoreError as e:
+        with migrated(path) as db:
+            yield db
+    except (StoreError, *refused) as e:
         raise click.ClickException(str(e)) from None
-    try:
-        yield db
-    except refused as e:
-        raise click.ClickException(str(e)) from None
-    finally:
-        db.conn.close()
-
-
-def load_model(db_path: str) -> Model:
-    from ..model import Model
-    from ..store import StoreError, open_readonly
-
-    try:
-        db = open_readonly(db_path)
-    except StoreError as e:
-        raise click.ClickException(str(e)) from None
-    try:
-        return Model.load(db)
-    finally:
-        db.conn.close()
 
 
 def parse_set(values: tuple[str, ...]) -> dict[str, str]:
@@ -133,10 +112,11 @@ def check_port_free(host: str, port: int) -> None:
 @click.option("--upstream-timeout", default=10.0, show_default=True, type=float, help="Seconds, for failover.")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False), help="OpenAPI document: serve its resources statefully.")
 @click.option("--entities", type=click.Path(exists=True, dir_okay=False), help="Entity file (YAML/JSON): serve its resources statefully.")
+@click.option("--stubs", type=click.Path(exists=True), help="Stubs file (YAML/JSON) or a folder of them: saved into the store, reloaded when they change.")
 @click.option("--confdir", type=click.Path(file_okay=False, path_type=Path), help="Where the mitmproxy CA lives. [default: the checkout's certs/, else ~/.mockstore/certs]")
 @click.option("--set", "extra", multiple=True, metavar="NAME=VALUE", help="Any other mitmproxy or mockstore option.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Proxy processes sharing the port and the store (one per core).")
-def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, redact, max_body, upstream_timeout, spec, entities, confdir, extra, workers):
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, MAX_WORKER + 1), help="Proxy processes sharing the port and the store (one per core).")
+def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, redact, max_body, upstream_timeout, spec, entities, stubs, confdir, extra, workers):
     """Run the proxy with mockstore on a lean mitmproxy master.
 
     \b
@@ -145,6 +125,7 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
       mockstore serve --mode mock --upstream https://api.example.com
       mockstore serve --listen-port 8080                        # regular proxy: point apps at it
       mockstore serve --mode mock --spec petstore.yaml          # a stateful mock, no real API
+      mockstore serve --upstream https://api.example.com --stubs stubs/   # hand-written answers first
       mockstore serve --mode mock --upstream https://api.example.com --workers 2   # two cores
     """
     from ..options import upstream_url
@@ -176,6 +157,8 @@ def serve(db_path, mode, upstream, listen_host, listen_port, seed, latency, reda
         settings["mock_spec"] = spec
     if entities:
         settings["mock_entities"] = entities
+    if stubs:
+        settings["mock_stubs"] = stubs
     settings.update(parse_set(extra))
     from ..store import ReadOnlyStoreError, StoreError, probe, readonly_for
 
@@ -209,17 +192,7 @@ def rewind(db_path):
     Example:
       mockstore rewind --db ./mockstore.db
     """
-    from ..sessions import bump_rewinds
-
-    if not Path(db_path).exists():
-        raise click.ClickException(f"no store at {db_path!r}: pass --db")
-    store = open_store(db_path)
-    try:
-        store.submit(bump_rewinds)
-        stored = store.flush() and not store.unstored
-    finally:
-        store.close()
-    if not stored:
+    if not _control(db_path, lambda c: c.rewind(), write=True):
         raise click.ClickException(f"could not write to the store {db_path}: nothing was rewound")
     click.echo("recorded sequences rewind: proxies serving from this store replay them from the start")
 
@@ -269,14 +242,15 @@ def schema(db_path, endpoint, status, kind_request):
     click.echo(json.dumps(value, indent=2))
 
 
-def _control(db_path: str, call, *, write: bool = False):
+def _control(db_path: str, call, *, write: bool = False, create: bool = False):
     """Run one control (`mockstore.control`) on the store; its refusal is a one-line error.
     A control that only reads opens the store read-only: a file that is not a store is said
-    to be one, not made one."""
+    to be one, not made one. `create`: a new store is made if there is none (it writes)."""
     from ..control import Control, ControlError
     from ..store import Store, StoreError
 
-    if not Path(db_path).exists():
+    write = write or create
+    if not create and not Path(db_path).exists():
         raise click.ClickException(f"no store at {db_path}: learn some traffic first (mockstore serve)")
     try:
         store = Store(db_path, readonly=not write)
@@ -293,9 +267,14 @@ def _control(db_path: str, call, *, write: bool = False):
 
 @cli.command()
 @db_option
-@click.argument("mode", required=False, type=click.Choice(["learn", "mock", "failover", "replay"]))
-def mode(db_path, mode):
+@click.argument("mode", required=False, type=click.Choice(MODES))
+@click.option("--json", "as_json", is_flag=True, help="Show {stored, running, admin} as JSON.")
+def mode(db_path, mode, as_json):
     """Show or switch the mode of the proxies running on this store (within a second).
+
+    Shown: the mode of the proxy running on the store, asked through its admin API, and the
+    one stored by the last switch when the two differ (a proxy started with a --mode of its
+    own since). With no proxy running, or its admin API off, the stored one alone.
 
     \b
     Examples:
@@ -303,7 +282,14 @@ def mode(db_path, mode):
       mockstore mode mock --db api.db
     """
     if mode is None:
-        click.echo(_control(db_path, lambda c: c.mode()))
+        state = _control(db_path, lambda c: c.read_running_mode())
+        if as_json:
+            click.echo(json.dumps(state))
+        elif state["running"] in (None, state["stored"]):
+            click.echo(state["stored"])
+        else:
+            click.echo(f"{state['running']} (the proxy running on this store, admin API at {state['admin']})\n"
+                       f"stored: {state['stored']} (the last switch; the proxy was started with a mode of its own since)")
         return
     _control(db_path, lambda c: c.set_mode(mode), write=True)
     click.echo(f"mode {mode}")

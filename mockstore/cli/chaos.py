@@ -3,41 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from mockstore.chaosrules import EFFECTS
 
-if TYPE_CHECKING:
-    from mockstore.control import Control
+from . import _control
 
 DB_OPTION = click.option("--db", default="mockstore.db", show_default=True,
                          help="The store (default ./mockstore.db).")
-
-
-@contextmanager
-def _control(db: str, *, must_exist: bool = False) -> Iterator[Control]:
-    """The store's controls for one command; a refused rule is a one-line error; closed after."""
-    from mockstore.control import Control, ControlError
-    from mockstore.store import Store, StoreError
-
-    if must_exist and not Path(db).exists():
-        raise click.ClickException(f"no store at {db!r}: add a rule first, or pass --db")
-    try:
-        store = Store(db)
-    except StoreError as e:
-        raise click.ClickException(str(e)) from None
-    c = Control.open(store)
-    try:
-        yield c
-    except ControlError as e:
-        raise click.ClickException(str(e)) from None
-    finally:
-        c.close()
 
 
 def register(cli: click.Group) -> None:
@@ -89,8 +63,7 @@ def register(cli: click.Group) -> None:
         for k in ("ms", "min_ms", "max_ms", "bytes_per_second"):
             if k in spec and float(spec[k]).is_integer():
                 spec[k] = int(spec[k])
-        with _control(db) as c:
-            rule = c.chaos_add(spec)
+        rule = _control(db, lambda c: c.chaos_add(spec), create=True)
         click.echo(f"added chaos rule {rule['id']}: {rule['describe']}")
 
     @chaos.command(name="list")
@@ -103,8 +76,7 @@ def register(cli: click.Group) -> None:
         Example:
             mockstore chaos list --json
         """
-        with _control(db, must_exist=True) as c:
-            state = c.chaos_rules()
+        state = _control(db, lambda c: c.chaos_rules(), write=True)
         if as_json:
             for r in state["rules"]:
                 r.pop("describe")
@@ -125,8 +97,7 @@ def register(cli: click.Group) -> None:
         Example:
             mockstore chaos rm 2
         """
-        with _control(db, must_exist=True) as c:
-            c.chaos_remove(rule_id)
+        _control(db, lambda c: c.chaos_remove(rule_id), write=True)
         click.echo(f"removed chaos rule {rule_id}")
 
     @chaos.command()
@@ -138,8 +109,7 @@ def register(cli: click.Group) -> None:
         Example:
             mockstore chaos clear
         """
-        with _control(db) as c:
-            n = c.chaos_clear()
+        n = _control(db, lambda c: c.chaos_clear(), create=True)
         click.echo(f"removed {n} chaos rule(s)")
 
     @chaos.command()
@@ -170,9 +140,8 @@ def register(cli: click.Group) -> None:
 
 
 def _switch(db: str, on: bool, rule_id: str | None) -> None:
-    with _control(db, must_exist=rule_id is not None) as c:
-        if rule_id is None:
-            c.chaos_enabled(on)
-        else:
-            c.chaos_rule_enabled(rule_id, on)
+    if rule_id is None:
+        _control(db, lambda c: c.chaos_enabled(on), create=True)
+    else:
+        _control(db, lambda c: c.chaos_rule_enabled(rule_id, on), write=True)
     click.echo(f"chaos{'' if rule_id is None else ' rule ' + rule_id} {'enabled' if on else 'disabled'}")

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    from mockstore.control import Control
+from . import _control
 
 DB_HELP = "The store (default ./mockstore.db)."
-
-
-def _open(db: str) -> Control:
-    from mockstore.control import Control
-    from mockstore.store import Store, StoreError
-
-    if not Path(db).exists():
-        raise click.ClickException(f"no store at {db!r}: run the proxy first, or pass --db")
-    try:
-        return Control.open(Store(db))
-    except StoreError as e:
-        raise click.ClickException(str(e)) from None
 
 
 def _ago(ts: float | None) -> str:
@@ -51,11 +36,7 @@ def register(cli: click.Group) -> None:
         """
         if ctx.invoked_subcommand is not None:
             return
-        c = _open(db)
-        try:
-            alerts = c.drift_alerts(unresolved_only=unresolved, endpoint=endpoint)
-        finally:
-            c.close()
+        alerts = _control(db, lambda c: c.drift_alerts(unresolved_only=unresolved, endpoint=endpoint), write=True)
         if as_json:
             click.echo(json.dumps(alerts, indent=2, default=str))
             return
@@ -86,15 +67,7 @@ def register(cli: click.Group) -> None:
             mockstore drift resolve 3             # the API changed on purpose
             mockstore drift resolve 3 --keep-old  # the API is wrong; keep the old contract
         """
-        from mockstore.control import ControlError
-
-        c = _open(db)
-        try:
-            alert = c.resolve(alert_id, accept=not keep_old)
-        except ControlError as e:
-            raise click.ClickException(str(e)) from None
-        finally:
-            c.close()
+        alert = _control(db, lambda c: c.resolve(alert_id, accept=not keep_old), write=True)
         if keep_old:
             click.echo(f"alert {alert['id']} resolved; the old shape stays the contract")
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -41,48 +42,32 @@ def import_cmd(db_path, file, max_body, redact):
       mitmdump -w traffic.flows ... && mockstore import traffic.flows --db api.db
     """
     from .. import imports
-    from ..model import Model
 
     try:
-        kind = imports.detect(file)
+        kind = imports.detect(file)  # before the store is opened: a wrong file makes no store
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    store = open_store(db_path)
     handler = _EchoWarnings(logging.WARNING)
     loggers = [logging.getLogger(n) for n in ("mockstore.imports", "mockstore.har")]
     for lg in loggers:
         lg.addHandler(handler)
+    size = os.path.getsize(file)
+    shown = size > 1024 * 1024
+    bar = click.progressbar(length=size, label=f"importing {os.path.basename(file)}", file=sys.stderr) \
+        if shown else contextlib.nullcontext()
     try:
-        before = {ep_id: ep.count for ep_id, ep in Model.load(store.reader()).endpoints.items()}
-        size = os.path.getsize(file)
-        try:
-            if size > 1024 * 1024:
-                with click.progressbar(length=size, label=f"importing {os.path.basename(file)}", file=sys.stderr) as bar:
-                    last = [0]
-
-                    def progress(done: int) -> None:
-                        bar.update(done - last[0])
-                        last[0] = done
-
-                    n = imports.import_file(store, file, limit=max_body, redacting=redact, progress=progress)
-            else:
-                n = imports.import_file(store, file, limit=max_body, redacting=redact)
-        except (ValueError, RuntimeError) as e:
-            raise click.ClickException(str(e)) from None
-        after = Model.load(store.reader())
+        with bar:
+            progress = (lambda done: bar.update(done - bar.pos)) if shown else None
+            result = _control(db_path, lambda c: c.import_file(file, limit=max_body, redacting=redact,
+                                                               progress=progress), create=True)
     finally:
         for lg in loggers:
             lg.removeHandler(handler)
-        store.close()
-    click.echo(f"imported {n} exchanges from {file} ({'HAR' if kind == 'har' else 'mitmproxy flows'})")
-    learned = sorted(
-        (ep for ep in after.endpoints.values() if ep.count > before.get(ep.id, 0)),
-        key=lambda e: (e.host, e.template, e.method),
-    )
-    if learned:
-        click.echo(f"{len(learned)} endpoints learned:")
-        for ep in learned:
-            click.echo(f"  {ep.method} {ep.host}{ep.template}  (+{ep.count - before.get(ep.id, 0)})")
+    click.echo(f"imported {result['imported']} exchanges from {file} ({'HAR' if kind == 'har' else 'mitmproxy flows'})")
+    if result["learned"]:
+        click.echo(f"{len(result['learned'])} endpoints learned:")
+        for ep in result["learned"]:
+            click.echo(f"  {ep['method']} {ep['host']}{ep['template']}  (+{ep['added']})")
 
 
 @click.command(name="export-openapi")

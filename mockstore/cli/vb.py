@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from . import _control
+
 # The library (mockstore.vb imports faker, jsonschema, YAML) is imported by each command when
 # it runs, so that building the command line for `mockstore --help` stays light.
 
@@ -70,15 +72,6 @@ def _backend(db, spec, entities, learned, storage, vb_file, seed):
             yield vb
     finally:
         vb.close()
-
-
-def _snapshots(db):
-    from mockstore.store import connect
-    from mockstore.vb.snapshots import Snapshots
-
-    if not Path(db).exists():
-        raise click.ClickException(f"no store at {db}")
-    return Snapshots(connect(db).conn)
 
 
 def register(cli: click.Group) -> None:
@@ -149,24 +142,10 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore entity create users --fields id:integer,name:string,email:email
         """
-        import yaml
+        from mockstore.vb.entities import add_entity
 
-        from mockstore.vb.entities import entity_yaml
-        from mockstore.vb.model import ModelError
-
-        p = Path(path)
-        doc = {"resources": {}}
-        if p.exists():
-            doc = yaml.safe_load(p.read_text("utf-8")) or {"resources": {}}
-        if not isinstance(doc, dict) or not isinstance(doc.setdefault("resources", {}), dict):
-            raise click.ClickException(f"{path} is not an entity file (no 'resources' mapping)")
-        if name in doc["resources"]:
-            raise click.ClickException(f"{path} already defines {name!r}")
-        try:
-            doc["resources"][name] = entity_yaml(name, fields)
-        except ModelError as e:
-            raise click.ClickException(str(e)) from None
-        p.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), "utf-8")
+        with _plain_errors():
+            add_entity(path, name, fields)
         click.echo(f"{name} added to {path}")
 
     @cli.command()
@@ -191,7 +170,7 @@ def register(cli: click.Group) -> None:
         Example: mockstore reset --spec petstore.yaml
         """
         with _backend(db, spec, entities, learned, storage, vb_file, seed) as vb:
-            _control(vb).reset()
+            _vb_control(vb).reset()
         click.echo("virtual data reset")
 
     @cli.group()
@@ -209,7 +188,7 @@ def register(cli: click.Group) -> None:
         Example: mockstore snapshot create before-tests --description "clean" --spec petstore.yaml
         """
         with _backend(db, spec, entities, learned, storage, vb_file, seed) as vb:
-            s = _control(vb).snapshot_create(name, description)
+            s = _vb_control(vb).snapshot_create(name, description)
         click.echo(f"snapshot {s['name']!r} created ({s['rows']} rows)")
 
     @snapshot.command("list")
@@ -219,7 +198,7 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore snapshot list
         """
-        for s in _snapshots(db).list():
+        for s in _control(db, lambda c: c.read_snapshots(), write=True):
             click.echo(f"{s['name']}\t{s['rows']} rows\t{s['description']}")
 
     @snapshot.command("restore")
@@ -232,7 +211,7 @@ def register(cli: click.Group) -> None:
         Example: mockstore snapshot restore before-tests --spec petstore.yaml
         """
         with _backend(db, spec, entities, learned, storage, vb_file, seed) as vb:
-            _control(vb).snapshot_restore(name)
+            _vb_control(vb).snapshot_restore(name)
         click.echo(f"snapshot {name!r} restored")
 
     @snapshot.command("delete")
@@ -243,10 +222,7 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore snapshot delete before-tests
         """
-        with _plain_errors():
-            found = _snapshots(db).delete(name)
-        if not found:
-            raise click.ClickException(f"no snapshot named {name!r}")
+        _control(db, lambda c: c.snapshot_delete(name), write=True)
         click.echo(f"snapshot {name!r} deleted")
 
     @snapshot.command("save")
@@ -258,8 +234,7 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore snapshot save before-tests before-tests.json
         """
-        with _plain_errors():
-            _snapshots(db).save(name, file)
+        _control(db, lambda c: c.snapshot_save(name, file), write=True)
         click.echo(f"snapshot {name!r} saved to {file}")
 
     @snapshot.command("load")
@@ -271,8 +246,7 @@ def register(cli: click.Group) -> None:
 
         Example: mockstore snapshot load before-tests.json --name baseline
         """
-        with _plain_errors():
-            s = _snapshots(db).load(file, name)
+        s = _control(db, lambda c: c.snapshot_load(file, name), write=True)
         click.echo(f"snapshot {s['name']!r} loaded ({s['rows']} rows)")
 
 
@@ -290,7 +264,7 @@ def _model(db, spec, entities, learned):
     return model
 
 
-def _control(vb):
+def _vb_control(vb):
     """The control surface over one virtual backend (snapshots and reset reach running proxies)."""
     from mockstore.control import Control
 

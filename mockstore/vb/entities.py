@@ -202,6 +202,18 @@ def model_from_entities(data: Any, *, where: str = "mock_entities") -> Model:
     return model.validate()
 
 
+def add_entity(path: str | Path, name: str, fields: str) -> None:
+    """Add a resource to an entity file, made if missing (`fields`: as `entity_yaml` takes them)."""
+    p = Path(path)
+    doc = (yaml.safe_load(p.read_text("utf-8")) if p.exists() else None) or {"resources": {}}
+    if not isinstance(doc, dict) or not isinstance(doc.setdefault("resources", {}), dict):
+        raise ModelError(f"{path} is not an entity file (no 'resources' mapping)")
+    if name in doc["resources"]:
+        raise ModelError(f"{path} already defines {name!r}")
+    doc["resources"][name] = entity_yaml(name, fields)
+    p.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), "utf-8")
+
+
 def entity_yaml(name: str, fields: str) -> dict:
     """A resource entry from 'id:string,name:string,email:string' (the CLI's shorthand)."""
     check_name(name)
