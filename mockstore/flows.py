@@ -84,6 +84,15 @@ def timing(flow: http.HTTPFlow) -> tuple[float, float]:
     return start, max(0.0, (end - start) * 1000)
 
 
+OFF_LOOP_ENCODED = 16 * 1024  # bytes; a larger compressed body is decoded on a worker thread
+
+
+def encoded_size(m: http.Message) -> int:
+    """Bytes of a body under a content-encoding (decoding it may cost far more), else 0."""
+    raw = m.raw_content
+    return len(raw) if raw and "content-encoding" in m.headers else 0
+
+
 # A request line this long (hundreds of query parameters) is all but never repeated, and what
 # `learn_again` keeps of an exchange holds its parsed query, some 20 times the line's length:
 # 1,024 of them with 1,000 names each held 250 MB.

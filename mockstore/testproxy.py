@@ -45,11 +45,12 @@ class Control:
             elif action == "reset":
                 self.journal.clear()
             elif action == "sync":
-                watch = self.mockstore.stubs
+                state = self.mockstore.state
+                watch = state.stubs
                 if watch is not None:
                     await asyncio.to_thread(watch.refresh)
-                    if watch is self.mockstore.stubs:
-                        self.mockstore.stub_index = watch.index
+                    if watch is state.stubs:
+                        state.stub_index = watch.index
             elif action.startswith("command/"):
                 args = json.loads(f.request.get_text() or "[]")
                 result = ctx.master.commands.call(action[len("command/"):], *args)

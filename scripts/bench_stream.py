@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """What a connected dashboard costs the proxy per exchange, measured in one process: the
-addon's publish on the response path (`MockStore._publish`), the hub's queue and the batch's
+addon's publish on the response path (`AdminServer.publish_exchange`), the hub's queue and the batch's
 JSON (`mockstore.admin.stream`), for a mocked answer whose endpoint is known and for a flow
 whose endpoint is looked up. CPU time, so a busy machine disturbs it less than `scripts/bench`.
 
@@ -40,7 +40,7 @@ def main() -> None:
                                Response(200, [("content-type", "application/json")], b'{"id": 1}'),
                                started=time.time(), duration_ms=1.0))
     addon = MockStore()
-    addon.model = model
+    addon.state.model = model
     hub = Hub()
     sent = []
     hub.subscribers.add(Subscriber(lambda text: sent.append(len(text)) or Sent()))
@@ -48,7 +48,7 @@ def main() -> None:
     class Admin:
         publish = hub.publish
 
-    addon.admin = Admin()
+    addon.adminserver.admin = Admin()
     eid = next(iter(model.endpoints))
     for label, meta in (("mocked (endpoint known)", {"source": "recorded", "endpoint": eid}),
                         ("real (endpoint looked up)", {})):
@@ -58,7 +58,7 @@ def main() -> None:
         sub = next(iter(hub.subscribers))
         t0 = time.process_time()
         for i in range(N):
-            addon._publish(f)
+            addon.adminserver.publish_exchange(f)
             if i % 100 == 99:  # a batch every 100 exchanges (every 100 ms at 1,000 req/s)
                 hub.flush(sub)
         hub.flush(sub)

@@ -81,8 +81,8 @@ def test_hooks_mark_and_comment_what_mockstore_answered(db):
         assert f.response.headers["X-Mockstore-Source"] == "recorded"
         assert f.metadata["mockstore"]["source"] == "recorded"
         assert f.marked and "mockstore: recorded" in f.comment
-        assert addon.source([f]) == ["recorded"]
-        assert addon.endpoints()[0].startswith("GET api.test/users/{id}  n=3")
+        assert addon.commands.source([f]) == ["recorded"]
+        assert addon.commands.endpoints()[0].startswith("GET api.test/users/{id}  n=3")
         addon.done()
 
     run(main())
@@ -95,8 +95,8 @@ def test_volatile_headers_take_the_cheap_path_and_are_recorded_as_they_came(db):
     async def main():
         tctx, addon = await context(db)
         full = []
-        learn = addon.learner.learn
-        addon.learner.learn = lambda *a, **k: full.append(1) or learn(*a, **k)
+        learn = addon.state.learner.learn
+        addon.state.learner.learn = lambda *a, **k: full.append(1) or learn(*a, **k)
         for n in range(4):
             f = user_flow(5)
             f.request.headers["X-Request-Id"] = f"req-{n}"
@@ -104,7 +104,7 @@ def test_volatile_headers_take_the_cheap_path_and_are_recorded_as_they_came(db):
             if n == 3:
                 f.response.headers["ETag"] = '"v2"'  # not volatile: a different exchange
             if n in (1, 2):  # learned again: neither hook makes a coroutine for mitmproxy to await
-                assert addon.request(f) is None and addon.response(f) is None
+                assert addon.answering.request(f) is None and addon.learning.response(f) is None
             else:
                 await tctx.cycle(addon, f)
         assert len(full) == 2
@@ -113,11 +113,11 @@ def test_volatile_headers_take_the_cheap_path_and_are_recorded_as_they_came(db):
             f.request.headers["X-Request-Id"] = "req-3"
             f.response.headers["Date"] = "Mon, 23 Nov 2026 10:00:03 GMT"
             f.response.headers["ETag"] = '"v2"'
-            assert addon.request(f) is None and addon.response(f) is None
-        assert len(addon.learner._queued) == 2  # counted in one go, later ...
-        assert " n=6 " in addon.endpoints()[0]  # ... and before anything reads the model
-        addon.flush()
-        rows = addon.store.reader().execute("select req_headers, resp_headers from exchanges order by id").fetchall()
+            assert addon.answering.request(f) is None and addon.learning.response(f) is None
+        assert len(addon.state.learner._queued) == 2  # counted in one go, later ...
+        assert " n=6 " in addon.commands.endpoints()[0]  # ... and before anything reads the model
+        addon.commands.flush()
+        rows = addon.state.store.reader().execute("select req_headers, resp_headers from exchanges order by id").fetchall()
         assert [(dict(json.loads(q))["X-Request-Id"], dict(json.loads(r))["Date"][-12:-4]) for q, r in rows] == [
             (f"req-{n}", f"10:00:0{n}") for n in (0, 1, 2, 3, 3, 3)
         ]
@@ -146,9 +146,9 @@ def test_sequences_rewind(db):
             return json.loads(f.response.content)["version"]
 
         assert [await ask() for _ in range(3)] == [1, 2, 2]
-        addon.rewind()
+        addon.commands.rewind()
         assert await ask() == 1
-        addon.mode("learn")
+        addon.commands.mode("learn")
         assert tctx.options.mock_mode == "learn"
         addon.done()
 
@@ -164,18 +164,18 @@ def test_drift_commands(db):
         await tctx.cycle(addon, drifting)
         assert drifting.metadata["mockstore"]["drift"].startswith("response drift")
         assert "source" not in drifting.metadata["mockstore"], "a real response stays real"
-        assert addon.drift_alerts()[0].startswith("#new "), "numbered by the store as it writes it"
-        addon.flush()
-        (line,) = addon.drift_alerts()
+        assert addon.commands.drift_alerts()[0].startswith("#new "), "numbered by the store as it writes it"
+        addon.commands.flush()
+        (line,) = addon.commands.drift_alerts()
         alert_id = int(line.split()[0].lstrip("#"))
         assert "user_id" in line
-        assert "accepted" in addon.resolve(alert_id)
-        assert addon.drift_alerts() == []
+        assert "accepted" in addon.commands.resolve(alert_id)
+        assert addon.commands.drift_alerts() == []
         again = user_flow(10, {"id": 10, "userId": 10, "name": "u10"})
         await tctx.cycle(addon, again)
         assert "drift" not in again.metadata.get("mockstore", {})
         with pytest.raises(exceptions.CommandError):
-            addon.resolve(12345)
+            addon.commands.resolve(12345)
         addon.done()
 
     run(main())
@@ -185,14 +185,14 @@ def test_chaos_commands(db):
     async def main():
         tctx, addon = await context(db, mock_mode="mock")
         await tctx.cycle(addon, user_flow(1))
-        assert "added" in addon.chaos_add("{endpoint: 'GET /users/{id}', effect: error, status: 503}")
+        assert "added" in addon.commands.chaos_add("{endpoint: 'GET /users/{id}', effect: error, status: 503}")
         f = tflow.tflow()
         f.request.host, f.request.port, f.request.path = "api.test", 80, "/users/1"
         await offer_request(tctx, addon, f)
         assert f.response.status_code == 503
         with pytest.raises(exceptions.CommandError, match="probability"):
-            addon.chaos_add("{endpoint: 'GET /x', probability: 1.5, effect: reset}")
-        addon.chaos_clear()
+            addon.commands.chaos_add("{endpoint: 'GET /x', probability: 1.5, effect: reset}")
+        addon.commands.chaos_clear()
         g = tflow.tflow()
         g.request.host, g.request.port, g.request.path = "api.test", 80, "/users/1"
         await offer_request(tctx, addon, g)
@@ -219,13 +219,13 @@ def test_snapshot_commands(db, tmp_path):
             return f.response
 
         assert (await call("POST", "/notes", {"text": "a"})).status_code == 201
-        assert "created" in addon.snapshot("create", "one")
+        assert "created" in addon.commands.snapshot("create", "one")
         assert (await call("POST", "/notes", {"text": "b"})).status_code == 201
-        assert "restored" in addon.snapshot("restore", "one")
+        assert "restored" in addon.commands.snapshot("restore", "one")
         listed = json.loads((await call("GET", "/notes")).content)
         items = listed if isinstance(listed, list) else next(v for v in listed.values() if isinstance(v, list))
         assert [n["text"] for n in items] == ["a"]
-        assert "reset" in addon.reset()
+        assert "reset" in addon.commands.reset()
         addon.done()
 
     run(main())

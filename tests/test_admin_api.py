@@ -431,10 +431,10 @@ def test_the_same_change_through_cli_command_and_api(served, tmp_path):
     addon = MockStore()
     with taddons.context(addon) as tctx:
         tctx.configure(addon, mock_db=str(by_command), mock_admin="off")
-        addon.chaos_add(json.dumps(rule))
-        addon.chaos_enable(False, "r")
-        addon.mode("mock")
-        addon.flush()
+        addon.commands.chaos_add(json.dumps(rule))
+        addon.commands.chaos_enable(False, "r")
+        addon.commands.mode("mock")
+        addon.commands.flush()
         addon.done()
 
     p = served("mitmdump", admin="127.0.0.1:0")

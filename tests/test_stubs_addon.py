@@ -26,7 +26,7 @@ def test_commands_add_list_disable_and_remove(tmp_path):
         addon = MockStore()
         with taddons.context(addon) as tctx:
             tctx.configure(addon, mock_db=str(tmp_path / "m.db"), mock_latency="none")
-            assert addon.stub_index is None  # no stubs: the one check per request says so
+            assert addon.state.stub_index is None  # no stubs: the one check per request says so
 
             async def ask(path):
                 f = flow(path)
@@ -34,32 +34,32 @@ def test_commands_add_list_disable_and_remove(tmp_path):
                 return f
 
             async def settle():
-                addon.store.flush()
-                if await asyncio.to_thread(addon.stubs.poll):
-                    addon.stub_index = addon.stubs.index
+                addon.state.store.flush()
+                if await asyncio.to_thread(addon.state.stubs.poll):
+                    addon.state.stub_index = addon.state.stubs.index
 
-            assert "1 stub mock(s) added" in addon.stub_add(STUB)
+            assert "1 stub mock(s) added" in addon.commands.stub_add(STUB)
             with pytest.raises(exceptions.CommandError, match="field 'name' is already used"):
                 await settle()
-                addon.stub_add(STUB)
+                addon.commands.stub_add(STUB)
             with pytest.raises(exceptions.CommandError, match="field 'operator' is unknown"):
-                addon.stub_add("{name: x, routes: [{method: GET, path: /x, conditions: [{parameterName: a, "
+                addon.commands.stub_add("{name: x, routes: [{method: GET, path: /x, conditions: [{parameterName: a, "
                                "parameterSource: QUERY, operator: ABOUT, expectedValue: b}]}]}")
-            assert addon.stub_list()[0].startswith("items  ACTIVE")
+            assert addon.commands.stub_list()[0].startswith("items  ACTIVE")
             f = await ask("/items/9")  # learn mode: a stub answers all the same
             assert f.response.content == b"item 9" and f.response.headers["X-Mockstore-Source"] == "stub"
             assert f.marked and "items: GET /items/{id}, default" in f.comment
-            addon.stub_disable("items")
+            addon.commands.stub_disable("items")
             await settle()
-            assert addon.stub_index is None and (await ask("/items/9")).response is None
-            addon.stub_enable("items")
+            assert addon.state.stub_index is None and (await ask("/items/9")).response is None
+            addon.commands.stub_enable("items")
             await settle()
             assert (await ask("/items/9")).response is not None
-            addon.stub_rm("items")
+            addon.commands.stub_rm("items")
             await settle()
-            assert addon.stub_list() == ["no stubs (mockstore stub add FILE, or mock_stubs=FILE)"]
+            assert addon.commands.stub_list() == ["no stubs (mockstore stub add FILE, or mock_stubs=FILE)"]
             with pytest.raises(exceptions.CommandError, match="no stub mock 'items'"):
-                addon.stub_rm("items")
+                addon.commands.stub_rm("items")
             with pytest.raises(exceptions.OptionsError, match="mock_stubs: no such stubs file"):
                 tctx.configure(addon, mock_stubs=str(tmp_path / "missing.yaml"))
             addon.done()
