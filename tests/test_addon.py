@@ -148,6 +148,9 @@ def test_sequences_rewind(db):
         assert [await ask() for _ in range(3)] == [1, 2, 2]
         addon.commands.rewind()
         assert await ask() == 1
+        addon.state.store.flush()  # and every other worker on the store is told
+        from mockstore.sessions import read_rewinds
+        assert read_rewinds(addon.state.store.reader()) == 1
         addon.commands.mode("learn")
         assert tctx.options.mock_mode == "learn"
         addon.done()

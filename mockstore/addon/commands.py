@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from mitmproxy import command, exceptions, flow
 
-from .. import control, flows, options, stubs, stubwatch
+from .. import control, flows, options, sessions, stubs, stubwatch
 from .state import State
 
 
@@ -39,8 +39,10 @@ class Commands:
 
     @command.command("mockstore.rewind")
     def rewind(self) -> None:
-        """Replay recorded sequences from their first recording again."""
+        """Replay recorded sequences from their first recording again: here at once, in every
+        other worker on the store within a second (as `mockstore rewind` does)."""
         self.state.model.reset_cursors()
+        self.state.store.submit(sessions.bump_rewinds)
 
     @command.command("mockstore.mode")
     def mode(self, mode: str) -> None:
