@@ -119,12 +119,16 @@ def confdir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def proxy(procs, confdir, tmp_path):
-    """start_proxy(upstream=None, mode="learn", db=None, runner="mitmdump", **options) -> Proxy"""
+    """start_proxy(upstream=None, mode="learn", db=None, runner="mitmdump", **options) -> Proxy
+
+    Without the admin API (its default port, 8089, is one for the whole machine) unless a test
+    passes mock_admin."""
 
     def start(upstream: str | None = None, mode: str = "learn", db: Path | None = None,
               runner: str = "mitmdump", **options) -> "Proxy":
         port = free_port()
         db = db or tmp_path / "mockstore.db"
+        options = {"mock_admin": "off", **options}
         settings = {"mock_db": str(db), "mock_mode": mode, "mock_latency": "none", "confdir": str(confdir), **options}
         if runner == "mitmdump":
             args = [MITMDUMP, "-s", ADDON, "--listen-host", "127.0.0.1", "--listen-port", str(port)]

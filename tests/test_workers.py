@@ -339,7 +339,7 @@ def test_a_worker_that_cannot_start_again_ends_the_pool(served, tmp_path):
     code = proxy.proc.wait(timeout=60)
     out = proxy.output()
     assert code == 1, out
-    assert out.count("cannot open the store") == 3, out
+    assert out.count("mockstore worker 1: mock_db: cannot open the store") == 3, out
     assert "exited before listening 3 times in a row (exit code 1); stopping the others" in out
     assert all(gone(w) for w in workers)
 
