@@ -11,6 +11,7 @@ from xml.etree import ElementTree as ET
 import pytest
 import yaml
 from conftest import MOCKSTORE
+from live_helpers import eventually
 
 STUBS = {"mocks": [{
     "name": "items", "status": "INACTIVE", "routes": [{
@@ -58,10 +59,18 @@ def setup(proxy, tmp_path):
     scenarios added to its store by the CLI."""
     (tmp_path / "stubs.yaml").write_text(yaml.safe_dump(STUBS))
     p = proxy(None, mode="mock", mock_stubs=str(tmp_path / "stubs.yaml"))
+    stubs_stored(p)
     for name, text in (("slow", SLOW_ITEMS), ("wrong", WRONG), ("nothing", NOTHING_RIGHT)):
         (tmp_path / f"{name}.yaml").write_text(text)
         cli("scenario", "add", str(tmp_path / f"{name}.yaml"), "--db", str(p.db))
     return p, tmp_path
+
+
+def stubs_stored(p) -> None:
+    """mitmdump loads its -s script after it listens: wait for the stubs file to be in the store."""
+    eventually(lambda: "items" in cli("stub", "list", "--db", str(p.db), check=False).stdout,
+               "the stubs file saved into the store",
+               deadline=30)
 
 
 def cli(*args, check=True) -> subprocess.CompletedProcess:
@@ -125,6 +134,7 @@ def test_relative_urls_go_to_a_reverse_proxy_and_direct_ones_skip_it(proxy, back
     _, api = backend()
     (tmp_path / "stubs.yaml").write_text(yaml.safe_dump(STUBS))
     p = proxy(api, mode="learn", mock_stubs=str(tmp_path / "stubs.yaml"))
+    stubs_stored(p)
     (tmp_path / "s.yaml").write_text(f"""
 name: both-ways
 actions:
