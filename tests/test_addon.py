@@ -232,3 +232,36 @@ def test_snapshot_commands(db, tmp_path):
         addon.done()
 
     run(main())
+
+
+def test_a_lasting_loop_failure_is_logged_once_until_it_works_again(monkeypatch, caplog):
+    """A store the stub watcher cannot read fails every poll: one traceback, not one a poll;
+    once it works again, a new failure is logged again."""
+    from mockstore import stubwatch
+    from mockstore.addon.state import State
+    from mockstore.addon.timers import Timers
+
+    monkeypatch.setattr(stubwatch, "POLL_INTERVAL", 0.01)
+    outcomes = iter(["fail"] * 5 + ["ok"] * 2 + ["fail"] * 3)
+
+    class Watch:
+        index = None
+
+        def poll(self):
+            if next(outcomes, "ok") == "fail":
+                raise OSError("unable to open database file")
+            return False
+
+    state = State()
+    state.stubs = Watch()
+    timers = Timers(state, lambda address: None)
+
+    async def main():
+        task = asyncio.get_running_loop().create_task(timers._watch_stubs())
+        await asyncio.sleep(0.3)
+        task.cancel()
+
+    with caplog.at_level("ERROR", logger="mockstore"):
+        run(main())
+    said = [r for r in caplog.records if "reading the stubs failed" in r.getMessage()]
+    assert len(said) == 2, [r.getMessage() for r in said]

@@ -29,6 +29,7 @@ class Timers:
         self.relay_to = relay_to  # another worker's dashboard watches (an address) or not ("")
         self._persister: asyncio.Task | None = None
         self._stub_watcher: asyncio.Task | None = None
+        self._failing: dict[str, str] = {}  # loop -> the failure it last logged, until it works again
 
     @property
     def started(self) -> bool:
@@ -74,8 +75,10 @@ class Timers:
                 else:
                     self.state.persist()
                     await self._rewind_if_asked()
-            except Exception:  # never let the timer die
-                log.exception("mockstore: persisting the model failed")
+            except Exception as e:  # never let the timer die
+                self._failed("persisting the model", e)
+            else:
+                self._failing.pop("persisting the model", None)
 
     async def _watch_stubs(self):
         """Stubs changed in the store (the CLI, a scenario, another worker) or in the stubs
@@ -88,8 +91,18 @@ class Timers:
             try:
                 if await asyncio.to_thread(watch.poll) and watch is self.state.stubs:
                     self.state.stub_index = watch.index
-            except Exception:  # never let the timer die
-                log.exception("mockstore: reading the stubs failed")
+            except Exception as e:  # never let the timer die
+                self._failed("reading the stubs", e)
+            else:
+                self._failing.pop("reading the stubs", None)
+
+    def _failed(self, what: str, e: Exception) -> None:
+        """A loop's failure, logged with its traceback once, not at every turn while it lasts
+        (a store that cannot be opened fails the same way every second)."""
+        said = f"{type(e).__name__}: {e}"
+        if self._failing.get(what) != said:
+            self._failing[what] = said
+            log.exception(f"mockstore: {what} failed (said once while it lasts)")
 
     async def _rewind_if_asked(self) -> None:
         """`mockstore rewind` bumped the store's counter: rewind (read off the event loop)."""
