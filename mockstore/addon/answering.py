@@ -149,7 +149,7 @@ class Answering:
         key = state.responder.key(req)
         answer: Answer | None = None if exact_only else state.responder.exact_cached(req, key, avoid_errors=avoid_errors)
         if answer is None:
-            answer = await asyncio.to_thread(
+            answer = await state.off_loop.run(
                 state.responder.answer, req, key, exact_only=exact_only, avoid_errors=avoid_errors
             )
         if answer.delay_ms > 0:

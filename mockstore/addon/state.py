@@ -16,6 +16,7 @@ from ..answer import Responder
 from ..chaos import Chaos, compile_filter
 from ..learn import Learner
 from ..model import Model
+from ..offloop import OffLoop
 from ..schemas import SchemaModel
 from ..store import ReadOnlyStoreError, Store, StoreError, readonly_for, remove_files
 
@@ -28,6 +29,7 @@ class State:
         self.model: Model | None = None
         self.learner: Learner | None = None
         self.responder: Responder | None = None
+        self.off_loop = OffLoop("mockstore-answers")  # what Responder.answer may read from the disk
         self.drift: drift.DriftWatch | None = None
         self.chaos: Chaos | None = None
         self.vb: vb.VirtualBackend | None = None

@@ -8,17 +8,16 @@ threads, and a virtual backend is a test double, not a database server.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sqlite3
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from mockstore import changes
 from mockstore.exchange import Request, Response
+from mockstore.offloop import OffLoop
 from mockstore.store import connect
 
 from . import aging
@@ -121,7 +120,7 @@ class VirtualBackend:
         self.seed = seed
         self.max_body = max_body
         self.lock = threading.RLock()
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="mockstore-vb")
+        self._off_loop = OffLoop("mockstore-vb")
         self.router = Router(model, host or None)
         self.storage = open_storage(storage, db_path, json_file or None, resources=model.resources)
         self.conn = self.storage.conn if storage == "sqlite" else connect(db_path).conn
@@ -205,9 +204,9 @@ class VirtualBackend:
         return base if route.key is None else f"{base}/{{{route.res.pk}}}"
 
     async def answer(self, request: Request) -> Response | None:
-        """`handle`, off the event loop, on the backend's own thread: its lock lets one request
-        in at a time anyway, and one thread spares the pool's threads from queueing on it."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self.handle, request)
+        """`handle`, off the event loop, on the backend's own thread (`mockstore.offloop`): its
+        lock lets one request in at a time anyway."""
+        return await self._off_loop.run(self.handle, request)
 
     def handle(self, request: Request) -> Response | None:
         """Answer a request for a virtual resource, or None when the path is not ours."""
@@ -384,7 +383,7 @@ class VirtualBackend:
         self._stop.set()
         if self._sweeper:
             self._sweeper.join(timeout=5)
-        self._thread.shutdown(wait=True)
+        self._off_loop.close()
         with self.lock:
             if self.conn is not getattr(self.storage, "conn", None):
                 self.conn.close()
