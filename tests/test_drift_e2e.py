@@ -176,11 +176,14 @@ def test_two_workers_count_one_drift_together(served, backend, tmp_path):
         for i in range(1, 9):
             assert c.get(f"/users/{i}").status_code == 200
             assert c.get(f"/users?page={i}").status_code == 200
-    learning.stop()
+    out = learning.stop()
+    with sqlite3.connect(db) as conn:
+        since = conn.execute("select max(id), count(*) from exchanges").fetchone()
+    assert since[1] == 16, f"the learning proxy stored {since[1]} of its 16 exchanges:\n{out[-3000:]}"
+    since = since[0]
 
     api = switch_backend(api, backend, url, "renamed")  # user_id -> userId, in both endpoints
     proxy = served("serve", url, db, "learn", workers=2)
-    since = max(r[0] for r in sqlite3.connect(db).execute("select id from exchanges"))
 
     def client(k: int) -> None:
         for i in range(10):  # a new connection per request: the kernel spreads them over both workers
