@@ -373,15 +373,20 @@ class SqliteStorage(Storage):
         """A resource's rows in order, decoded: kept, unless another connection wrote since."""
         t = self._t(resource)
         with self._lock:
-            version = self.conn.execute("pragma data_version").fetchone()[0]
-            if version != self._version:
-                self._kept.clear()
-                self._version = version
-            table = self._kept.get((ns, resource))
+            table = self._kept_table(ns, resource)
             if table is None:
                 cur = self.conn.execute(f'select pk, data from "{t}" where ns = ? order by seq', [ns])
                 table = self._kept[(ns, resource)] = {pk: json.loads(data) for pk, data in cur}
             return table
+
+    def _kept_table(self, ns: str, resource: str) -> dict[str, dict] | None:
+        """What is kept of a resource's rows, if anything, once another connection's writes
+        have dropped what they made wrong."""
+        version = self.conn.execute("pragma data_version").fetchone()[0]
+        if version != self._version:
+            self._kept.clear()
+            self._version = version
+        return self._kept.get((ns, resource))
 
     def rows(self, ns, resource):
         return [dict(r) for r in self._table(ns, resource).values()]
@@ -400,21 +405,23 @@ class SqliteStorage(Storage):
         t = self._t(resource)
         data = json.dumps(row, ensure_ascii=False)
         with self._lock:
-            table = self._table(ns, resource)
+            table = self._kept_table(ns, resource)  # a write reads nothing it does not keep
             self.conn.execute(
                 f'insert into "{t}" (ns, pk, seq, data) values (?, ?, '
                 f'(select coalesce(max(seq), 0) + 1 from "{t}"), ?) '
                 f"on conflict (ns, pk) do update set data = excluded.data",
                 [ns, key, data],
             )
-            table[key] = json.loads(data)  # a replaced row keeps its place, as its seq does
+            if table is not None:
+                table[key] = json.loads(data)  # a replaced row keeps its place, as its seq does
 
     def delete(self, ns, resource, key):
         t = self._t(resource)
         with self._lock:
-            table = self._table(ns, resource)
+            table = self._kept_table(ns, resource)
             gone = self.conn.execute(f'delete from "{t}" where ns = ? and pk = ?', [ns, key]).rowcount > 0
-            table.pop(key, None)
+            if table is not None:
+                table.pop(key, None)
             return gone
 
     def _all_tables(self) -> list[str]:
