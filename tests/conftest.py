@@ -22,10 +22,30 @@ MOCKSTORE = str(BIN / "mockstore")
 ADDON = str(ROOT / "addons" / "mockstore.py")
 
 
+def _worker_ports():
+    """Ports for this pytest worker alone: a block of 500 below the kernel's ephemeral range
+    (32768 and up), so no other worker's server and no outgoing connection can hold one. A port
+    the kernel handed out with bind(0) was free only at that instant: another worker could take it
+    before our server bound it, and then the test talked to that worker's server."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    n = int(worker[2:]) if worker[2:].isdigit() else 0
+    start = 20000 + (n % 25) * 500
+    while True:
+        yield from range(start, start + 500)
+
+
+_ports = _worker_ports()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now and no other test process will be given."""
+    for port in _ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
