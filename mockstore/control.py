@@ -377,18 +377,14 @@ class Control:
     def import_file(self, path: str, *, limit: int = 1024 * 1024, redacting: bool = True,
                     progress: Callable[[int], None] | None = None) -> dict:
         """Learn a HAR or mitmproxy flow file into the store (`mockstore.imports`): how many
-        exchanges, and the endpoints whose counts grew meanwhile, by how much."""
+        exchanges, and the endpoints whose counts it raised, by how much."""
         from . import imports
 
-        before = {ep_id: ep.count for ep_id, ep in Model.load(self.store.reader()).endpoints.items()}
         try:
-            n = imports.import_file(self.store, path, limit=limit, redacting=redacting, progress=progress)
+            done = imports.import_file(self.store, path, limit=limit, redacting=redacting, progress=progress)
         except (ValueError, RuntimeError) as e:
             raise ControlError(str(e)) from None
-        after = sorted(Model.load(self.store.reader()).endpoints.values(), key=lambda e: (e.host, e.template, e.method))
-        return {"imported": n, "learned": [
-            {"method": ep.method, "host": ep.host, "template": ep.template, "added": ep.count - before.get(ep.id, 0)}
-            for ep in after if ep.count > before.get(ep.id, 0)]}
+        return {"imported": done.count, "learned": done.learned}
 
     def read_traffic(self, *, limit: int = 50, before: int | None = None) -> list[dict]:
         """The last recorded exchanges, newest first."""

@@ -4,18 +4,22 @@ exporters) and mitmproxy flow files (`mitmdump -w`).
 An import is learning without a proxy: the same Learner, the same store, `source="import"`,
 in a worker slot of its own (`IMPORT_SLOT`): its exchange ids and its counted mark are never
 a running proxy's, so importing into the store a proxy learns into counts every exchange once
-(mockstore.sync). One import at a time per store: two at once would share the slot.
+(mockstore.sync). Imports into one store take turns (`one_at_a_time`): two at once would give
+the same ids to different exchanges, and the store keeps one row per id.
 A file that is not what it claims is an error before anything is learned; a broken entry
 inside a good file is skipped with a warning, and the rest is imported.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from . import har, rebuild
 from .exchange import Exchange
@@ -55,6 +59,12 @@ def detect(path: str | os.PathLike) -> str:
     raise ValueError(f"{name}: neither a HAR file nor a mitmproxy flow file")
 
 
+@dataclass
+class Imported:
+    count: int  # exchanges learned
+    learned: list[dict] = field(default_factory=list)  # endpoints it counted: method, host, template, added
+
+
 def import_file(
     store: Store,
     path: str | os.PathLike,
@@ -62,16 +72,23 @@ def import_file(
     limit: int = 1024 * 1024,
     redacting: bool = True,
     progress: Callable[[int], None] | None = None,
-) -> int:
-    """Learn every exchange in a HAR or flow file into the store; returns how many.
+) -> Imported:
+    """Learn every exchange in a HAR or flow file into the store: how many, and the endpoints
+    whose counts this import raised, by how much.
 
     Bodies over `limit` bytes are not recorded: their exchanges count for statistics only.
     `progress(n)` is called now and then with the bytes of the file done so far (an
     estimate for flow files), ending with the file's size."""
     kind = detect(path)
+    with one_at_a_time(store):
+        return _import(store, path, kind, limit, redacting, progress)
+
+
+def _import(store: Store, path, kind: str, limit: int, redacting: bool, progress) -> Imported:
     size = os.path.getsize(path)
     model = Model.load(store.reader(), slot=IMPORT_SLOT)
     rebuild.catch_up(store, model, IMPORT_SLOT)  # what an import killed before its last checkpoint left
+    before = {ep_id: ep.count for ep_id, ep in model.endpoints.items()}
     learner = Learner(model, store, redacting=redacting)
     name = os.path.basename(os.fspath(path))
     items = _har_items(path, limit, size) if kind == "har" else _flow_items(path, limit, size)
@@ -113,7 +130,40 @@ def import_file(
         log.info("%s: %d exchanges learned without their bodies", name, dropped)
     if progress is not None:
         progress(size)
-    return count
+    grown = sorted((ep for ep in model.endpoints.values() if ep.count > before.get(ep.id, 0)),
+                   key=lambda ep: (ep.host, ep.template, ep.method))
+    return Imported(count, [{"method": ep.method, "host": ep.host, "template": ep.template,
+                             "added": ep.count - before.get(ep.id, 0)} for ep in grown])
+
+
+@contextmanager
+def one_at_a_time(store: Store):
+    """Hold the store's import lock: a file beside it (`<store>-import.lock`, removed after),
+    locked with flock, so a crashed import holds nothing. The second import waits, and says so."""
+    if str(store.path) == ":memory:":
+        yield
+        return
+    lock = f"{store.path}-import.lock"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another import into %s is running; waiting for it to end", store.path)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break  # the file still there is the one locked (the import before removes its own)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(lock)
+        finally:
+            os.close(fd)
 
 
 def _checkpoint(store: Store, model: Model) -> None:

@@ -168,3 +168,46 @@ def test_the_controls_the_adapters_call(tmp_path):
     assert yaml_.safe_load((tmp_path / "e.yaml").read_text())["resources"]["notes"]["fields"]["text"] == {"type": "string"}
     with pytest.raises(ModelError, match="already defines"):
         add_entity(tmp_path / "e.yaml", "notes", "id:integer")
+
+
+def test_two_imports_into_one_store_take_turns(tmp_path):
+    """Imports share a worker slot, so two at once would give their exchanges the same ids
+    (the store keeps one row per id): the second waits for the first, says so, and each
+    reports only what it learned."""
+    import subprocess
+    import time
+
+    from mockstore.imports import one_at_a_time
+    from mockstore.store import Store
+
+    db = tmp_path / "m.db"
+    for name in ("a", "b"):  # the same times in both: the same ids, were they not taken in turn
+        from mockstore.exchange import Exchange, Request, Response
+        from mockstore.har import write_har
+
+        with open(tmp_path / f"{name}.har", "w", encoding="utf-8") as f:
+            write_har([Exchange(Request("GET", "api.example.com", f"/{name}/{i}", [], scheme="https", port=443),
+                                Response.make_json(200, {"id": i}), started=1_700_000_000 + i, duration_ms=5)
+                       for i in range(300)], f)
+    store = Store(db)
+    outs, procs = [], []
+    with one_at_a_time(store):  # an import running: both wait
+        for name in ("a", "b"):
+            out = tmp_path / f"{name}.out"
+            outs.append(out)
+            with open(out, "w") as f:
+                procs.append(subprocess.Popen([MOCKSTORE, "import", str(tmp_path / f"{name}.har"), "--db", str(db)],
+                                              stdout=f, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 30
+        while not all("waiting for it to end" in o.read_text() for o in outs):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), [o.read_text() for o in outs]
+            time.sleep(0.1)
+    store.close()
+    for p in procs:
+        assert p.wait(timeout=60) == 0
+    for name, out in zip("ab", outs):
+        text = out.read_text()
+        assert "imported 300 exchanges" in text and f"/{name}/{{id}}  (+300)" in text, text
+        assert f"/{'b' if name == 'a' else 'a'}/" not in text.split("endpoints learned:")[1], text
+    assert _counted_and_recorded(db) == (600, 600)
+    assert not (tmp_path / "m.db-import.lock").exists()

@@ -85,7 +85,7 @@ def test_import_flow_file(tmp_path):
     write_flows(path, tflows())
     store = Store(tmp_path / "s.db")
     seen = []
-    assert import_file(store, path, progress=seen.append) == 4
+    assert import_file(store, path, progress=seen.append).count == 4
     assert seen[-1] == path.stat().st_size and seen == sorted(seen)
     db = store.reader()
     rows = list(db.execute("select host, path, query, req_headers, resp_body, source from exchanges order by id"))
@@ -101,7 +101,7 @@ def test_import_flow_file(tmp_path):
     assert ep.response_schema(200)["properties"]["name"] == {"type": "string"}
     assert model.endpoints["GET address:22/zipped"].response_schema(200)["properties"]["zipped"] == {"type": "boolean"}
     # importing again adds to what is known
-    assert import_file(store, path, redacting=False) == 4
+    assert import_file(store, path, redacting=False).count == 4
     assert Model.load(store.reader()).endpoints["GET address:22/users/{id}"].count == 6
     hs = store.reader().execute("select req_headers from exchanges order by id desc limit 1").fetchone()[0]
     assert "REDACTED-" not in hs
@@ -120,7 +120,7 @@ def test_flow_bodies_over_the_limit_count_for_stats_only(tmp_path):
     path = tmp_path / "big.flows"
     write_flows(path, [big, small])
     store = Store(tmp_path / "s.db")
-    assert import_file(store, path, limit=1000) == 2
+    assert import_file(store, path, limit=1000).count == 2
     db = store.reader()
     assert [r[0] for r in db.execute("select path from exchanges")] == ["/small"]
     assert Model.load(db).endpoints["GET address:22/big"].count == 1
@@ -133,7 +133,7 @@ def test_truncated_flow_file_keeps_what_came_before(tmp_path, caplog):
     data = path.read_bytes()
     path.write_bytes(data[:-40])
     store = Store(tmp_path / "s.db")
-    assert import_file(store, path) == 2
+    assert import_file(store, path).count == 2
     assert "stopped after 2 exchanges" in caplog.text
     assert store.reader().execute("select count(*) from exchanges").fetchone()[0] == 2
     store.close()
@@ -218,7 +218,7 @@ def test_import_a_real_mitmdump_capture(tmp_path, backend):
     assert flows.exists() and detect(flows) == "flows"
 
     store = Store(tmp_path / "s.db")
-    assert import_file(store, flows) == 5
+    assert import_file(store, flows).count == 5
     model = Model.load(store.reader())
     authority = backend.removeprefix("http://")
     ep = model.endpoints[f"GET {authority}/users/{{id}}"]
