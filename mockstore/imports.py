@@ -5,14 +5,13 @@ An import is learning without a proxy: the same Learner, the same store, `source
 in a worker slot of its own (`IMPORT_SLOT`): its exchange ids and its counted mark are never
 a running proxy's, so importing into the store a proxy learns into counts every exchange once
 (mockstore.sync). Imports into one store take turns (`one_at_a_time`): two at once would give
-the same ids to different exchanges, and the store keeps one row per id.
+the same ids to different exchanges, and the store keeps one row per id (`mockstore.slots`).
 A file that is not what it claims is an error before anything is learned; a broken entry
 inside a good file is skipped with a warning, and the rest is imported.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
@@ -21,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import har, rebuild
+from . import har, rebuild, slots
 from .exchange import Exchange
 from .learn import Learner
 from .model import Model
@@ -138,32 +137,18 @@ def _import(store: Store, path, kind: str, limit: int, redacting: bool, progress
 
 @contextmanager
 def one_at_a_time(store: Store):
-    """Hold the store's import lock: a file beside it (`<store>-import.lock`, removed after),
-    locked with flock, so a crashed import holds nothing. The second import waits, and says so."""
+    """Hold the store's import slot (`mockstore.slots`); an import beside another waits for
+    it, and says so."""
     if str(store.path) == ":memory:":
         yield
         return
-    lock = f"{store.path}-import.lock"
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.warning("another import into %s is running; waiting for it to end", store.path)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
-                break  # the file still there is the one locked (the import before removes its own)
-        except FileNotFoundError:
-            pass
-        os.close(fd)
+    path = os.path.abspath(store.path)
+    slot = slots.claim(path, IMPORT_SLOT, waiting=lambda: log.warning(
+        "another import into %s is running; waiting for it to end", store.path))
     try:
         yield
     finally:
-        try:
-            os.unlink(lock)
-        finally:
-            os.close(fd)
+        slot.release()
 
 
 def _checkpoint(store: Store, model: Model) -> None:

@@ -30,7 +30,7 @@ OPTIONS: list[tuple[str, Any, Any, str, tuple[str, ...] | None]] = [
     ("mock_redact", bool, True, "Redact secrets (Authorization, cookies, API keys, token parameters) before storing.", None),
     ("mock_max_body", int, 1024 * 1024, "Bytes of a body learned and recorded; larger bodies pass through unlearned.", None),
     ("mock_upstream_timeout", str, "10", "Seconds to wait for the real API in failover mode before answering from mockstore.", None),
-    ("mock_worker", int, 0, "Worker slot (0-14) when several proxy processes share one store.", None),
+    ("mock_worker", int, 0, "Worker slot (0-14) when several proxy processes share one store (one held by another process: the first free one).", None),
     ("mock_session_gap", str, "30", "Seconds without a request after which recorded sequences replay from their start again (0: never).", None),
 ]
 OWN = frozenset(name for name, *_ in OPTIONS)

@@ -149,6 +149,27 @@ def test_workers_learning_at_once_lose_nothing(served, backend, tmp_path):
     assert {r[0] % 16 for r in rows} == {0, 1}, "both workers recorded"
 
 
+def test_two_proxies_started_alike_on_one_store_record_with_their_own_slots(served, backend, tmp_path):
+    """Two `mitmdump -s` on one store, neither given its own mock_worker: the second records
+    with another slot (ids from one slot, made by two processes, would now and then be equal,
+    and the store keeps one row per id), says so, and every exchange lands and is counted."""
+    _, api = backend()
+    db = tmp_path / "shared.db"
+    first = served("mitmdump", api, db)
+    second = served("mitmdump", api, db)
+    for i in range(30):
+        for p in (first, second):
+            assert httpx.get(f"{p.url}/users/{i}?by={p.port}", timeout=20).status_code == 200
+    first.stop()
+    out = second.stop()
+    assert "worker slot 0 of" in out and "records with slot 1" in out, out
+    rows = exchanges(db)
+    assert len(rows) == 60 and {r[0] % 16 for r in rows} == {0, 1}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select sum(count) from endpoints").fetchone()[0] == 60
+    assert not list(tmp_path.glob("*.lock")), "each let its slot go"
+
+
 def test_workers_refuse_a_taken_port(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,17 +6,19 @@ kept here too: reading `ctx.options` costs a few microseconds each."""
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 
 from mitmproxy import ctx, exceptions
 
-from .. import changes, chaosrules, control, drift, rebuild, recordings, sessions, stubs, stubwatch, vb
+from .. import changes, chaosrules, control, drift, rebuild, recordings, sessions, slots, stubs, stubwatch, vb
 from ..answer import Responder
 from ..chaos import Chaos, compile_filter
 from ..learn import Learner
 from ..model import Model
 from ..offloop import OffLoop
+from ..options import MAX_WORKER
 from ..schemas import SchemaModel
 from ..store import ReadOnlyStoreError, Store, StoreError, readonly_for, remove_files
 
@@ -36,6 +38,7 @@ class State:
         self.faults: dict[str, object] = {}  # flow id -> chaos fault, until its response
         self._error_samples: dict[tuple[str, int], tuple | None] = {}
         self.db_path: str | None = None
+        self.slot: slots.Slot | None = None  # the store's worker slot this process records with
         self.learn_lock = threading.Lock()
         self.stubs: stubwatch.StubWatch | None = None
         self.stub_index = None  # the StubIndex while any stub is ACTIVE: one check per request
@@ -101,18 +104,42 @@ class State:
             ) from None
         except StoreError as e:
             raise exceptions.OptionsError(f"mock_db: {e}") from None
+        held = None
+        if not store.readonly:  # it may record: with a slot no other process records with
+            try:
+                held = self._claim_slot(path, slot)
+            except slots.SlotError as e:
+                store.close()
+                raise exceptions.OptionsError(f"mock_db: {e}") from None
+            slot = held.number
         try:
             model = Model.load(store.db, slot=slot)
             rebuild.catch_up(store, model, slot)
         except (StoreError, sqlite3.Error) as e:
             store.close()
+            if held is not None and held is not self.slot:
+                held.release()
             raise exceptions.OptionsError(f"mock_db: cannot read the store {path}: {e}") from None
+        if held is self.slot:
+            self.slot = None  # kept across the reopen: close() must not let it go
         self.close()
-        self.store, self.model, self.db_path = store, model, path
+        self.store, self.model, self.db_path, self.slot = store, model, path, held
         self.rewinds = sessions.read_rewinds(store.reader())  # a rewind asked before is done
         log.info(f"mockstore: {path}: {len(model.endpoints)} endpoints, {len(model.recorded)} recorded requests")
         if store.readonly:
             log.warning(f"mockstore: {store.readonly_reason}: serving from it, learning nothing")
+
+    def _claim_slot(self, path: str, wanted: int) -> slots.Slot:
+        """Slot `wanted` of the store, or, if another process records with it (a second proxy
+        on the store without its own mock_worker), a free one, said in a warning."""
+        path = os.path.abspath(path)
+        if self.slot is not None and (self.slot.store_path, self.slot.number) == (path, wanted):
+            return self.slot  # this process's already (the store opened again)
+        held = slots.claim_free(path, wanted, range(MAX_WORKER + 1))
+        if held.number != wanted:
+            log.warning(f"mockstore: worker slot {wanted} of {path} is held by another proxy on this store; "
+                        f"this one records with slot {held.number} (mock_worker gives each its own)")
+        return held
 
     def _open_vb(self, opts: dict) -> None:
         try:
@@ -175,6 +202,9 @@ class State:
             self.persist()
             self.store.close()
             self.store = None
+        if self.slot is not None:  # after the store's last write
+            self.slot.release()
+            self.slot = None
 
     def persist(self) -> None:
         if self.model is not None and self.store is not None and not self.store.readonly:

@@ -1,0 +1,76 @@
+"""Worker slots of a store: which process records with which slot.
+
+Exchange ids carry the slot of the process that recorded them (`model.IdClock`), and each
+slot has its own counted mark (`mockstore.sync`). Two processes recording with one slot give
+two exchanges the same id now and then (the store keeps one row per id: the other is lost)
+and move each other's mark. So a process that may record holds its slot: a lock file beside
+the store, `<store>-slot-N.lock`, locked with flock. The kernel releases it when the process
+ends, however it ends; the file is removed when the slot is let go.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable, Iterable
+
+
+class SlotError(Exception):
+    pass
+
+
+class Slot:
+    def __init__(self, store_path: str, number: int, fd: int, lock: str):
+        self.store_path, self.number = store_path, number
+        self._fd, self._lock = fd, lock
+
+    def release(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            os.unlink(self._lock)
+        except OSError:
+            pass
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def lock_path(store_path: str, number: int) -> str:
+    return f"{store_path}-slot-{number}.lock"
+
+
+def claim(store_path: str, number: int, *, waiting: Callable[[], None] | None = None) -> Slot | None:
+    """Hold slot `number` of the store; None if another process holds it, or, with
+    `waiting`, call it once and wait until the slot is free."""
+    lock = lock_path(store_path, number)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is None:
+                os.close(fd)
+                return None
+            waiting()
+            waiting = _nothing
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                return Slot(store_path, number, fd, lock)
+        except FileNotFoundError:  # the holder before let it go and removed its file: again
+            pass
+        os.close(fd)
+
+
+def claim_free(store_path: str, wanted: int, numbers: Iterable[int]) -> Slot:
+    """Slot `wanted` of the store, or the first of `numbers` no other process holds."""
+    for number in (wanted, *(n for n in numbers if n != wanted)):
+        slot = claim(store_path, number)
+        if slot is not None:
+            return slot
+    raise SlotError(f"every worker slot of {store_path} is held by another process")
+
+
+def _nothing() -> None:
+    pass
