@@ -79,7 +79,7 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Databas
             _create_private(path)
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("select count(*) from sqlite_master").fetchone()
     except sqlite3.Error as e:
@@ -89,15 +89,33 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Databas
     return sqlite_utils.Database(conn)
 
 
-def _create_private(path: str) -> None:
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch a connection's store to WAL. On a store another process is making right now,
+    the switch fails at once with "database is locked" (SQLite waits for no lock there, the
+    busy timeout notwithstanding): it is tried again until that timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            busy = _errorname(e).startswith("SQLITE_BUSY") or "database is locked" in str(e)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _create_private(path: str) -> bool:
     """A new store is its owner's alone (0600): it holds what an API answered. SQLite gives
-    its -wal and -shm files the same mode. An existing file keeps the mode it has."""
+    its -wal and -shm files the same mode. An existing file keeps the mode it has. True if
+    this call made the file."""
     if path == ":memory:" or path.startswith("file:"):
-        return
+        return False
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return True
     except OSError:  # it exists, or cannot be made: sqlite3 says which, below
-        pass
+        return False
 
 
 def _connect_readonly(path: str) -> sqlite3.Connection:
@@ -339,7 +357,12 @@ class Store:
         self.flush_interval = flush_interval
         if self.path.parent and not self.path.parent.exists():
             raise StoreError(f"the folder for the store does not exist: {self.path.parent}")
-        self.created = not self.path.exists()  # by this open: removed again if the open fails
+        try:
+            size, missing = self.path.stat().st_size, False
+        except OSError:
+            size, missing = 0, True
+        self._had_bytes = size > 0  # a file with something in it, not one being made right now
+        self.created = False  # the file made by this open (not by another process at once): removed if it fails
         self.readonly = readonly is True
         self.readonly_reason = ""  # why a store opened with readonly=None is read-only
         self._local = threading.local()
@@ -348,9 +371,11 @@ class Store:
         self._closed = False
         try:
             try:
+                if not self.readonly:
+                    self.created = _create_private(str(self.path))
                 self.db = self._open()
             except ReadOnlyStoreError as e:
-                if readonly is not None or self.created:
+                if readonly is not None or missing:
                     raise
                 self.readonly, self.readonly_reason = True, str(e)
                 self.db = self._open()
@@ -381,7 +406,7 @@ class Store:
                 check_tables(db, self.path)
                 for hook in _table_hooks:  # a no-op when the tables are there, as they must be
                     hook(db)
-            elif migrate(db) and not self.created and self.path.stat().st_size > 0:
+            elif migrate(db) and self._had_bytes:
                 log.warning("store: %s had no tables: it starts as a new store (a .db copied without "
                             "its -wal file while mockstore ran looks like this)", self.path)
         except sqlite3.Error as e:

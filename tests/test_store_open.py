@@ -9,6 +9,7 @@ private mount namespace (`unshare -m`) around the proxy process, so nothing outl
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -396,3 +397,37 @@ def test_read_only_open_and_fallback(tmp_path):
     assert read_copy(path) == (0, 0)
     with pytest.raises(ReadOnlyStoreError):
         raise store_mod.store_error(path, sqlite3.OperationalError("attempt to write a readonly database"))
+
+
+def _open_and_write(path: str, go, results) -> None:
+    try:
+        go.wait(10)
+        s = Store(path)
+        s.submit(lambda db: db.execute("insert into meta (key, value) values (?, '1')", [f"opened.{os.getpid()}"]))
+        s.close()
+        results.put("ok")
+    except BaseException as e:  # the parent says what failed
+        results.put(f"{type(e).__name__}: {e}")
+
+
+def test_two_processes_making_one_new_store_at_once(tmp_path, caplog):
+    """Two proxies (or a proxy and a command) started together on a store that does not exist
+    yet: both open it, and the store keeps what each wrote. The second's switch to WAL failed
+    at once with "locked", and as it had found no file it removed the store the first was
+    writing into (in about one try in three)."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    for trial in range(20):
+        path = str(tmp_path / f"new-{trial}.db")
+        go, results = fork.Event(), fork.Queue()
+        procs = [fork.Process(target=_open_and_write, args=(path, go, results)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        go.set()
+        for p in procs:
+            p.join(60)
+        assert [results.get(timeout=5) for _ in procs] == ["ok", "ok"], f"trial {trial}"
+        with sqlite3.connect(path) as conn:
+            opened = conn.execute("select count(*) from meta where key like 'opened.%'").fetchone()[0]
+        assert opened == 2, f"trial {trial}: what one process wrote is gone"
