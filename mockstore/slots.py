@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable
 
 
-class SlotError(Exception):
+class SlotError(RuntimeError):
     pass
 
 
@@ -45,7 +45,10 @@ def claim(store_path: str, number: int, *, waiting: Callable[[], None] | None = 
     `waiting`, call it once and wait until the slot is free."""
     lock = lock_path(store_path, number)
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise SlotError(f"cannot hold worker slot {number} of {store_path}: {lock}: {e.strerror or e}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
