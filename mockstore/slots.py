@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Callable, Iterable
+
+HANDOVER = 3.0  # seconds a process waits for its own slot before it takes another
 
 
 class SlotError(RuntimeError):
@@ -40,24 +43,21 @@ def lock_path(store_path: str, number: int) -> str:
     return f"{store_path}-slot-{number}.lock"
 
 
-def claim(store_path: str, number: int, *, waiting: Callable[[], None] | None = None) -> Slot | None:
-    """Hold slot `number` of the store; None if another process holds it, or, with
-    `waiting`, call it once and wait until the slot is free."""
+def claim(store_path: str, number: int, *, wait: float = 0.0,
+          waiting: Callable[[], None] | None = None) -> Slot | None:
+    """Hold slot `number` of the store; None if another process holds it for `wait` seconds
+    more, or, with `waiting`, call it once and wait as long as it takes."""
     lock = lock_path(store_path, number)
+    deadline = None if waiting is not None else time.monotonic() + wait
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
             raise SlotError(f"cannot hold worker slot {number} of {store_path}: {lock}: {e.strerror or e}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if waiting is None:
-                os.close(fd)
-                return None
-            waiting()
-            waiting = _nothing
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        if not _lock(fd, deadline, waiting):
+            os.close(fd)
+            return None
+        waiting = _said  # a wait goes on without saying so again
         try:
             if os.stat(lock).st_ino == os.fstat(fd).st_ino:
                 return Slot(store_path, number, fd, lock)
@@ -66,14 +66,37 @@ def claim(store_path: str, number: int, *, waiting: Callable[[], None] | None = 
         os.close(fd)
 
 
-def claim_free(store_path: str, wanted: int, numbers: Iterable[int]) -> Slot:
-    """Slot `wanted` of the store, or the first of `numbers` no other process holds."""
-    for number in (wanted, *(n for n in numbers if n != wanted)):
-        slot = claim(store_path, number)
-        if slot is not None:
-            return slot
-    raise SlotError(f"every worker slot of {store_path} is held by another process")
+def _lock(fd: int, deadline: float | None, waiting: Callable[[], None] | None) -> bool:
+    """Lock the file; by `deadline` (a time.monotonic()), or, with None, however long it takes."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if deadline is None:
+                if waiting is not None:
+                    waiting()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
-def _nothing() -> None:
+def _said() -> None:
     pass
+
+
+def claim_free(store_path: str, wanted: int, numbers: Iterable[int]) -> Slot:
+    """Slot `wanted` of the store, or the first of `numbers` no other process holds. The
+    wanted one is waited for a little (`HANDOVER`): a proxy started again while its last run
+    still exits must get its slot back, to count what that run recorded and did not persist
+    (`mockstore.rebuild.catch_up`)."""
+    slot = claim(store_path, wanted, wait=HANDOVER)
+    others = (n for n in numbers if n != wanted)
+    while slot is None:
+        number = next(others, None)
+        if number is None:
+            raise SlotError(f"every worker slot of {store_path} is held by another process")
+        slot = claim(store_path, number)
+    return slot
