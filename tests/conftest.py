@@ -23,17 +23,30 @@ ADDON = str(ROOT / "addons" / "mockstore.py")
 
 
 def _worker_ports():
-    """Ports for this pytest worker alone: a block of 500 below the kernel's ephemeral range
-    (32768 and up), so no other worker's server and no outgoing connection can hold one. A port
-    the kernel handed out with bind(0) was free only at that instant: another worker could take it
-    before our server bound it, and then the test talked to that worker's server."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    n = int(worker[2:]) if worker[2:].isdigit() else 0
-    start = 20000 + (n % 25) * 500
-    while True:
-        yield from range(start, start + 500)
+    """Ports for this test process alone: a block of 500 below the kernel's ephemeral range
+    (32768 and up), so no outgoing connection can hold one, and held with a lock file, so no
+    other pytest worker, of this session or another one on the machine, is given the same
+    block. A port the kernel handed out with bind(0) was free only at that instant: another
+    worker could take it before our server bound it, and the test then talked to that
+    worker's server."""
+    import fcntl
+    import tempfile
+
+    for block in range(25):
+        fd = os.open(os.path.join(tempfile.gettempdir(), f"mockstore-test-ports-{block}.lock"), os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _held.append(fd)  # for as long as this process runs
+        start = 20000 + block * 500
+        while True:
+            yield from range(start, start + 500)
+    raise RuntimeError("25 test processes hold every block of ports")
 
 
+_held: list[int] = []
 _ports = _worker_ports()
 
 
