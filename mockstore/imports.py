@@ -18,7 +18,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import har, rebuild, slots
 from .exchange import Exchange
@@ -61,7 +61,7 @@ def detect(path: str | os.PathLike) -> str:
 @dataclass
 class Imported:
     count: int  # exchanges learned
-    learned: list[dict] = field(default_factory=list)  # endpoints it counted: method, host, template, added
+    learned: list[dict]  # the endpoints it counted: method, host, template, added
 
 
 def import_file(
@@ -143,8 +143,10 @@ def one_at_a_time(store: Store):
         yield
         return
     path = os.path.abspath(store.path)
-    slot = slots.claim(path, IMPORT_SLOT, waiting=lambda: log.warning(
-        "another import into %s is running; waiting for it to end", store.path))
+    slot = slots.claim(path, IMPORT_SLOT)
+    if slot is None:
+        log.warning("another import into %s is running; waiting for it to end", store.path)
+        slot = slots.claim(path, IMPORT_SLOT, wait=None)
     try:
         yield
     finally:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 HANDOVER = 3.0  # seconds a process waits for its own slot before it takes another
 
@@ -43,21 +43,19 @@ def lock_path(store_path: str, number: int) -> str:
     return f"{store_path}-slot-{number}.lock"
 
 
-def claim(store_path: str, number: int, *, wait: float = 0.0,
-          waiting: Callable[[], None] | None = None) -> Slot | None:
-    """Hold slot `number` of the store; None if another process holds it for `wait` seconds
-    more, or, with `waiting`, call it once and wait as long as it takes."""
+def claim(store_path: str, number: int, *, wait: float | None = 0.0) -> Slot | None:
+    """Hold slot `number` of the store; None if another process still holds it after `wait`
+    seconds (None: wait as long as it takes)."""
     lock = lock_path(store_path, number)
-    deadline = None if waiting is not None else time.monotonic() + wait
+    deadline = None if wait is None else time.monotonic() + wait
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
             raise SlotError(f"cannot hold worker slot {number} of {store_path}: {lock}: {e.strerror or e}") from None
-        if not _lock(fd, deadline, waiting):
+        if not _lock(fd, deadline):
             os.close(fd)
             return None
-        waiting = _said  # a wait goes on without saying so again
         try:
             if os.stat(lock).st_ino == os.fstat(fd).st_ino:
                 return Slot(store_path, number, fd, lock)
@@ -66,25 +64,19 @@ def claim(store_path: str, number: int, *, wait: float = 0.0,
         os.close(fd)
 
 
-def _lock(fd: int, deadline: float | None, waiting: Callable[[], None] | None) -> bool:
-    """Lock the file; by `deadline` (a time.monotonic()), or, with None, however long it takes."""
+def _lock(fd: int, deadline: float | None) -> bool:
+    """Lock the file by `deadline` (a time.monotonic()), or, with None, however long it takes."""
+    if deadline is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
-            if deadline is None:
-                if waiting is not None:
-                    waiting()
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                return True
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
-
-
-def _said() -> None:
-    pass
 
 
 def claim_free(store_path: str, wanted: int, numbers: Iterable[int]) -> Slot:

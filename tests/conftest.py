@@ -29,24 +29,22 @@ def _worker_ports():
     block. A port the kernel handed out with bind(0) was free only at that instant: another
     worker could take it before our server bound it, and the test then talked to that
     worker's server."""
-    import fcntl
     import tempfile
 
-    for block in range(25):
-        fd = os.open(os.path.join(tempfile.gettempdir(), f"mockstore-test-ports-{block}.lock"), os.O_RDWR | os.O_CREAT)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+    from mockstore import slots
+
+    for block in range(25):  # numbered slots held by one process each, as a store's are
+        held = slots.claim(os.path.join(tempfile.gettempdir(), "mockstore-test-ports"), block)
+        if held is None:
             continue
-        _held.append(fd)  # for as long as this process runs
+        _held.append(held)  # for as long as this process runs
         start = 20000 + block * 500
         while True:
             yield from range(start, start + 500)
     raise RuntimeError("25 test processes hold every block of ports")
 
 
-_held: list[int] = []
+_held: list = []
 _ports = _worker_ports()
 
 
