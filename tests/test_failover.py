@@ -73,7 +73,8 @@ def test_never_a_recorded_error_when_a_success_is_known(procs, proxy):
         answers = get_all(p, ["/flaky"] * 12)
         assert [r.status_code for r in answers] == [200] * 12, mode
         assert {r.headers["x-mockstore-source"] for r in answers} == {"failover-recorded"}
-        assert {r.headers["x-mockstore-upstream"] for r in answers} <= {mode, "down"}
+        # on a loaded machine a reset can come after the 1 s deadline: then it is a timeout
+        assert {r.headers["x-mockstore-upstream"] for r in answers} <= {mode, "down", "timeout"}
 
 
 def test_breaker_answers_at_once_while_down_and_probes_until_back(procs, proxy):
