@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -116,9 +117,11 @@ def test_serve_answers_like_mitmdump(served, backend, tmp_path):
     assert never_seen[1:3] == (404, "not-found")
 
 
-def test_workers_learning_at_once_lose_nothing(served, backend, tmp_path):
+def test_workers_learning_at_once_lose_nothing(served, backend, tmp_path, monkeypatch):
     """Two workers record concurrently into one store: every exchange lands, ids from both
-    slots, no client ever sees an error (such as "database is locked")."""
+    slots, no client ever sees an error (such as "database is locked"); their log, written to
+    one file as it happens, keeps every line whole."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # a file gets Python's block buffering
     _, api = backend()
     db = tmp_path / "shared.db"
     proxy = served("serve", api, db, "learn", workers=2)
@@ -137,6 +140,10 @@ def test_workers_learning_at_once_lose_nothing(served, backend, tmp_path):
         t.start()
     for t in threads:
         t.join()
+    deadline = time.monotonic() + 5
+    while proxy.output().count("] client connect") < 240:  # each line written as it is logged
+        assert time.monotonic() < deadline, "the workers' log lags behind their traffic"
+        time.sleep(0.05)
     output = proxy.stop()
     assert len(results) == 240
     assert all(status == 200 for status, _ in results), {s for s, _ in results}
@@ -147,6 +154,9 @@ def test_workers_learning_at_once_lose_nothing(served, backend, tmp_path):
     assert len({r[0] for r in rows}) == 240
     assert {r[2] for r in rows} == {f"/users/{k * 100 + i}" for k in range(6) for i in range(40)}
     assert {r[0] % 16 for r in rows} == {0, 1}, "both workers recorded"
+    lines = output.splitlines()
+    torn = [line for line in lines if not re.fullmatch(r"mockstore: .*|\[\d\d:\d\d:\d\d\.\d{3}\][^\[]*(\[[\d.:]+\][^\[]*)?", line)]
+    assert not torn, torn[:5]
 
 
 def test_two_proxies_started_alike_on_one_store_record_with_their_own_slots(served, backend, tmp_path):
