@@ -124,9 +124,9 @@ async def _run(settings: dict, extra_addons: Iterable, with_mockstore: bool) -> 
     HandlerIndex.adopt(m.addons)
     mock = MockStore() if with_mockstore else None
     m.addons.add(*lean_addons(), *([mock] if mock else []), *extra_addons)
+    loop = asyncio.get_running_loop()
     try:
         apply_settings(m.options, settings)
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, m.shutdown)
@@ -138,6 +138,15 @@ async def _run(settings: dict, extra_addons: Iterable, with_mockstore: bool) -> 
         # taken ends it before, with the store open (and perhaps just created)
         if mock is not None and not mock.started:
             mock.abandon()
+        loop.set_exception_handler(_quiet_when_cancelled)
+
+
+def _quiet_when_cancelled(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """Once the proxy has stopped, `asyncio.run` cancels the connections still open (a client's
+    keep-alive); Python 3.11's stream callback reports each as an error with a traceback
+    ("Exception in callback ... CancelledError"), 3.12 does not."""
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        loop.default_exception_handler(context)
 
 
 def apply_settings(opts: options.Options, settings: dict) -> None:

@@ -3,6 +3,7 @@ same answers, and several workers learning into one store at once lose nothing."
 
 from __future__ import annotations
 
+import http.client
 import io
 import os
 import re
@@ -331,6 +332,23 @@ def test_a_killed_worker_is_replaced_and_only_its_connections_fail(served, tmp_p
     assert f"listening again (pid {replacement})" in out
     spread = connected_workers(proxy.url, proxy.port, now)
     assert all(spread.values()), f"both workers take connections again: {spread}"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_stops_quietly_with_a_client_connected(served, backend, tmp_path, workers):
+    """Ctrl-C while a client keeps its connection open (as browsers do): the connection is
+    closed, and nothing is reported as an error (Python 3.11 printed a traceback for it)."""
+    _, api = backend()
+    proxy = served("serve", api, tmp_path / "s.db", "learn", workers=workers)
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    conn.request("GET", "/users/1")
+    r = conn.getresponse()
+    assert r.status == 200 and r.read()
+    out = proxy.stop()
+    assert conn.sock.recv(1) == b"", "the proxy closed the connection"
+    conn.close()
+    assert proxy.proc.returncode == 0
+    assert "Traceback" not in out and "Exception in callback" not in out, out
 
 
 def test_a_stopped_pool_stops_every_worker_cleanly(served, backend, tmp_path):
