@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import logging
 import signal
+import sys
 from collections.abc import Iterable
 
 from mitmproxy import addonmanager, exceptions, http, master, options
@@ -202,6 +203,11 @@ def run(settings: dict, extra_addons: Iterable = (), *, with_mockstore: bool = T
 
     `shared_port`: listen with SO_REUSEPORT, one of several workers (see mockstore.workers).
     `with_mockstore=False`: the bare lean master, for measuring what mockstore adds."""
+    # The log, line by line as it happens, also into a file or a pipe (where Python would
+    # write 8 KB chunks that end mid-line: several workers share one stdout, and one worker's
+    # chunk could land inside another's line).
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     if shared_port:
         share_port()
     skip_type_checks()

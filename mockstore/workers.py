@@ -282,10 +282,6 @@ def _worker(argv: list[str]) -> None:
 
     settings, fd, parent = json.loads(argv[0]), int(argv[1]), int(argv[2])
     _die_with(parent)
-    # The workers share the parent's stdout. Block-buffered (a file or a pipe), each would write
-    # 8 KB chunks that end mid-line, and another worker's chunk could land inside a line; one
-    # write a line keeps every line whole.
-    sys.stdout.reconfigure(line_buffering=True)
     try:
         serve(settings, [Ready(fd)], shared_port=True)
     except Exception as e:  # an OptionsError, a port taken: one line, the parent stops the rest

@@ -21,6 +21,10 @@ MITMDUMP = str(BIN / "mitmdump")
 MOCKSTORE = str(BIN / "mockstore")
 ADDON = str(ROOT / "addons" / "mockstore.py")
 
+# Tests wait for lines a mitmdump they started prints: each line as it is written, not when
+# an 8 KB buffer fills (mitmproxy's log does not flush; a file or a pipe is block-buffered).
+os.environ["PYTHONUNBUFFERED"] = "1"
+
 
 def _worker_ports():
     """Ports for this test process alone: a block of 500 below the kernel's ephemeral range
