@@ -259,7 +259,7 @@ def test_injected_latency_is_not_learned_as_the_apis(backend, proxy, tmp_path):
     assert out.exit_code == 0, out.output
     ok = [e for e in json.loads(out.stdout) if e["template"].startswith("/ok")]
     assert len(ok) == 1 and ok[0]["count"] == 3
-    assert ok[0]["p95_ms"] < 250, ok  # the real API answers in a few ms; 300 ms is the rule's
+    assert ok[0]["p95_ms"] < 300, ok  # the real API's few ms; learned with the rule's delay, >= 300
 
 
 def test_learned_latency_rule(backend, proxy, tmp_path):

@@ -8,6 +8,7 @@ import json
 import sqlite3
 import subprocess
 import threading
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -204,3 +205,47 @@ def test_two_workers_count_one_drift_together(served, backend, tmp_path):
     assert found["users/{id}"]["count"] == 30 and found["users"]["count"] == 20
     assert sorted(a["id"] for a in found.values()) == [1, 2]
     assert sum("mockstore drift:" in line for line in out.splitlines()) == 50, out[-3000:]
+
+
+def test_a_drift_resolved_by_the_cli_stays_resolved_in_every_worker(served, backend, tmp_path):
+    """`mockstore drift resolve` on the store of a running `serve --workers 2`: within a second
+    both workers take the accepted shape as the contract; the same responses after it raise
+    no alert in either, and the alert stays resolved."""
+    api, url = backend("base")
+    db = tmp_path / "shared.db"
+    learning = served("serve", url, db, "learn", workers=1)
+    with httpx.Client(base_url=learning.url, timeout=20) as c:
+        for i in range(1, 9):
+            assert c.get(f"/users/{i}").status_code == 200
+    learning.stop()
+
+    api = switch_backend(api, backend, url, "renamed")  # user_id -> userId
+    proxy = served("serve", url, db, "learn", workers=2)
+
+    def drifting(start: int) -> int:
+        """20 requests, each on its own connection (both workers take some); the highest id."""
+        for i in range(start, start + 20):
+            assert httpx.get(f"{proxy.url}/users/{i}", headers={"connection": "close"}, timeout=20).status_code == 200
+        with sqlite3.connect(db) as conn:
+            return conn.execute("select max(id) from exchanges").fetchone()[0]
+
+    before = drifting(100)
+    deadline = time.monotonic() + 10
+    while not (found := [a for a in alerts(db) if not a["resolved"]]):
+        assert time.monotonic() < deadline, "the drift alert was not stored"
+        time.sleep(0.1)
+    (alert,) = found
+    done = drift_cli(db, "resolve", str(alert["id"]))
+    assert done.exit_code == 0 and "accepted" in done.stdout, done.output
+    time.sleep(3)  # it takes about a second; the rest is a margin for a loaded machine
+    said = len(proxy.output())
+    drifting(200)
+    out = proxy.stop()
+
+    with sqlite3.connect(db) as conn:
+        slots = {r[0] % 16 for r in conn.execute("select id from exchanges where id > ?", [before])}
+    assert slots == {0, 1}, "both workers answered after the resolve"
+    assert "mockstore drift:" not in out[said:], out[said:][-3000:]
+    (after,) = alerts(db)
+    # resolved, and counting the 20 sightings made before it (some stored only after it)
+    assert after["resolved"] and after["resolution"] == "accepted" and after["count"] == 20, after
