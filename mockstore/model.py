@@ -360,6 +360,8 @@ class Model:
                         last_seen=row.last_seen, dirty=False,
                     )
                 ep.stats.combine(added)
+                if ep.stats.ema_ms is None:  # not a count: one this process never measured is the store's
+                    ep.stats.ema_ms = row.stats.ema_ms
                 ep.handed = ep.handed.plus(added)
                 if row.first_seen:
                     ep.first_seen = min(ep.first_seen or row.first_seen, row.first_seen)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sqlite3
 import subprocess
 from urllib.parse import quote, urlsplit
 
@@ -55,15 +56,26 @@ def learn_users(url: str, ids) -> None:
             assert c.get(f"/users/{i}").status_code == 200
 
 
-def test_every_route_on_mitmdump(backend, served, tmp_path):
+@pytest.mark.parametrize("runner", ["mitmdump", "serve"])
+def test_every_route(backend, served, tmp_path, runner):
+    """Every route, on `mitmdump -s` and on `serve --workers 2` (the API on worker 0; requests
+    through the proxy, one connection each, reach either worker)."""
     api_proc, api = backend()
     entities = tmp_path / "entities.yaml"
     entities.write_text(yaml.safe_dump(ENTITIES))
-    p = served("mitmdump", upstream=api, admin="127.0.0.1:0",
-               options={"mock_entities": entities})
+    p = served(runner, upstream=api, admin="127.0.0.1:0", options={"mock_entities": entities})
     base, token = p.admin_url()
     a = Admin(base, token)
     covered: set[tuple[str, str]] = set()
+
+    def in_effect(check, what: str):
+        """In one process a change holds from the next request on; in a pool the other worker
+        takes it from the store within about a second."""
+        if runner == "serve":
+            return eventually(check, what)
+        value = check()
+        assert value, what
+        return value
 
     def hit(method, route, path=None, **kw):
         covered.add((method, route))
@@ -116,26 +128,33 @@ def test_every_route_on_mitmdump(backend, served, tmp_path):
     rule = hit("POST", "/admin/chaos/rules", json={"id": "down", "template": "/ok/*", "effect": "error",
                                                     "status": 503}, ok=201).json()
     assert rule["source"] == "api" and rule["enabled"] is True
-    assert statuses(p.url, "/ok/a", 3) == {503}
+    in_effect(lambda: statuses(p.url, "/ok/a", 3) == {503}, "the rule added")
     assert [r["id"] for r in hit("GET", "/admin/chaos/rules").json()] == ["down"]
     assert hit("GET", "/admin/chaos/rules/{rule}", "/admin/chaos/rules/down").json()["status"] == 503
     assert hit("PUT", "/admin/chaos/rules/{rule}", "/admin/chaos/rules/down",
                json={"template": "/ok/*", "effect": "error", "status": 502}).json()["status"] == 502
-    assert statuses(p.url, "/ok/a", 3) == {502}
+    in_effect(lambda: statuses(p.url, "/ok/a", 3) == {502}, "the rule replaced")
     assert hit("POST", "/admin/chaos/rules/{rule}/disable", "/admin/chaos/rules/down/disable").json()["enabled"] is False
-    assert statuses(p.url, "/ok/a", 3) == {200}
+    in_effect(lambda: statuses(p.url, "/ok/a", 3) == {200}, "the rule switched off")
     hit("POST", "/admin/chaos/rules/{rule}/enable", "/admin/chaos/rules/down/enable")
-    assert statuses(p.url, "/ok/a", 3) == {502}
-    state = hit("GET", "/admin/chaos").json()
-    assert state["enabled"] is True and state["rules"][0]["applied"] == 9
+    in_effect(lambda: statuses(p.url, "/ok/a", 3) == {502}, "the rule switched on")
+    if runner == "mitmdump":  # in a pool, the waits above make more faults than 3 a change
+        state = hit("GET", "/admin/chaos").json()
+        assert state["enabled"] is True and state["rules"][0]["applied"] == 9
+    else:  # every worker's faults: in the store and in worker 0's API, within about a second
+        def counted() -> bool:
+            with sqlite3.connect(p.db) as conn:
+                (stored,) = conn.execute("select applied from chaos_rules where id = 'down'").fetchone()
+            return stored >= 9 and hit("GET", "/admin/chaos").json()["rules"][0]["applied"] == stored
+        eventually(counted, "the pool's faults, counted alike in the store and the API")
     assert hit("PUT", "/admin/chaos", json={"enabled": False}).json() == {"enabled": False}
-    assert statuses(p.url, "/ok/a", 3) == {200}
+    in_effect(lambda: statuses(p.url, "/ok/a", 3) == {200}, "chaos switched off")
     a.put("/admin/chaos", json={"enabled": True})
     bad = a.post("/admin/chaos/rules", json={"effect": "explode"}, ok=400).json()
     assert "field 'effect' is unknown" in bad["error"]
     assert "not JSON" in a.post("/admin/chaos/rules", content=b"{nope", ok=400).json()["error"]
     hit("DELETE", "/admin/chaos/rules/{rule}", "/admin/chaos/rules/down")
-    assert statuses(p.url, "/ok/a", 3) == {200}
+    in_effect(lambda: statuses(p.url, "/ok/a", 3) == {200}, "the rule removed")
     assert "no chaos rule with id 'down'" in a.get("/admin/chaos/rules/down", ok=404).json()["error"]
     # the counters the CLI shows are at most a second behind
     eventually(lambda: json.loads(run_cli("chaos", "list", "--db", str(p.db), "--json"))["rules"] == [],
@@ -144,8 +163,7 @@ def test_every_route_on_mitmdump(backend, served, tmp_path):
     # mode
     assert hit("GET", "/admin/mode").json() == {"mode": "learn"}
     assert hit("PUT", "/admin/mode", json={"mode": "mock"}).json() == {"mode": "mock"}
-    with httpx.Client(base_url=p.url, timeout=10, trust_env=False) as c:
-        assert c.get("/users/3").headers.get("x-mockstore-source")  # answered by mockstore now
+    in_effect(lambda: None not in sources(p.url, "/users/3"), "answered by mockstore now")
     assert "mode must be one of" in a.put("/admin/mode", json={"mode": "chaos"}, ok=400).json()["error"]
     a.put("/admin/mode", json={"mode": "learn"})
 
@@ -155,9 +173,10 @@ def test_every_route_on_mitmdump(backend, served, tmp_path):
     hit("POST", "/admin/snapshots", json={"name": "seeded"}, ok=201)
     assert [s["name"] for s in hit("GET", "/admin/snapshots").json()] == ["seeded"]
     a.put("/admin/mode", json={"mode": "mock"})
+    in_effect(lambda: None not in sources(p.url, "/users/3"), "mock mode again")
     with httpx.Client(base_url=p.url, timeout=10, trust_env=False) as c:
         assert c.post("/notes", json={"text": "new"}).status_code == 201
-    assert len(a.get("/admin/resources/notes/rows").json()) == len(rows) + 1
+    in_effect(lambda: len(a.get("/admin/resources/notes/rows").json()) == len(rows) + 1, "the new row")
     hit("POST", "/admin/snapshots/{name}/restore", "/admin/snapshots/seeded/restore")
     assert a.get("/admin/resources/notes/rows").json() == rows
     with httpx.Client(base_url=p.url, timeout=10, trust_env=False) as c:
@@ -210,6 +229,15 @@ def test_every_route_on_mitmdump(backend, served, tmp_path):
     assert a.get("/admin/nothing", ok=404).json()["error"].startswith("no admin route GET /admin/nothing")
     assert "not allowed here" in a.patch("/admin/mode", ok=405).json()["error"]
     assert covered == {(r.method, r.path) for r in ROUTES}, "a route without a test"
+
+
+def sources(url: str, path: str, n: int = 16) -> set:
+    """The X-Mockstore-Source of n answers, each on its own connection (None: forwarded)."""
+    out = set()
+    for _ in range(n):
+        with httpx.Client(base_url=url, timeout=10, trust_env=False) as c:
+            out.add(c.get(path).headers.get("x-mockstore-source"))
+    return out
 
 
 def exchanges(batch: dict) -> list[dict]:
@@ -321,16 +349,9 @@ def test_workers_share_one_api(backend, served):
 
     assert asyncio.run(all_arrive("a")), "an exchange of some worker never reached the stream"
     a.put("/admin/mode", json={"mode": "mock"})
-
-    def sources():
-        out = set()
-        for _ in range(16):
-            with httpx.Client(base_url=p.url, timeout=10, trust_env=False) as c:
-                out.add(c.get("/users/2").headers.get("x-mockstore-source"))
-        return out
-    eventually(lambda: None not in sources(), "mock mode in both workers")
+    eventually(lambda: None not in sources(p.url, "/users/2"), "mock mode in both workers")
     a.put("/admin/mode", json={"mode": "learn"})
-    eventually(lambda: sources() == {None}, "learn mode again in both workers")
+    eventually(lambda: sources(p.url, "/users/2") == {None}, "learn mode again in both workers")
 
 
 # --- security ---------------------------------------------------------------------------

@@ -116,6 +116,21 @@ def test_a_fold_in_one_process_moves_what_the_other_counted(tmp_path):
     a.close(); b.close()
 
 
+def test_a_process_that_never_timed_an_endpoint_takes_the_stores_ema(tmp_path):
+    """The EMA is not a count and does not add up; a process with none of its own (worker 0
+    serving the admin API, while worker 1 took the traffic) shows the store's."""
+    path = tmp_path / "shared.db"
+    a, b = Proc(path, 1), Proc(path, 2)
+    b.learn([exchange("/users/1", {"id": 1}, ms=40.0), exchange("/users/2", {"id": 2}, ms=20.0)])
+    b.persist()
+    a.persist()
+    (ep,) = a.model.endpoints.values()
+    assert ep.stats.count == 2 and ep.stats.ema_ms == b.model.endpoints[ep.id].stats.ema_ms is not None
+    a.learn([exchange("/users/3", {"id": 3}, ms=1000.0)])  # its own, from there on
+    assert ep.stats.ema_ms > b.model.endpoints[ep.id].stats.ema_ms
+    a.close(); b.close()
+
+
 def test_opening_after_a_kill_counts_every_stored_row(tmp_path):
     path = tmp_path / "s.db"
     p = Proc(path, 0)
