@@ -551,6 +551,20 @@ class ChaosRules:
         self._enabled = enabled
         self._rules = rules
 
+    def read_counts(self, db) -> dict[str, tuple[int, int]]:
+        """Every rule's stored (applied, skipped): every process's counts handed to the store."""
+        return {rid: (a or 0, s or 0) for rid, a, s in db.execute("select id, applied, skipped from chaos_rules")}
+
+    def apply_counts(self, counts: dict[str, tuple[int, int]]) -> None:
+        """Take the stored counts (other processes' faults among them), plus this process's not
+        stored yet; a count handed to the store but not committed when it was read is in the
+        rule's own count already (counts only grow: the larger is the later)."""
+        with self._lock:
+            for r in self._rules:
+                if r.id in counts:
+                    (a, s), (da, ds) = counts[r.id], self._deltas.get(r.id, (0, 0))
+                    r.applied, r.skipped = max(r.applied, a + da), max(r.skipped, s + ds)
+
     def _save(self, rules: list[Rule]) -> None:
         rows = [(r.id, self._rules.index(r), r.source, json.dumps(r.spec())) for r in rules]
         self._submit(lambda db: [
@@ -568,8 +582,8 @@ class ChaosRules:
         the store, so that every process sharing it reloads them (`mockstore.changes`)."""
         if self.store is None:
             return
-        if counters:
-            self.store.submit(write)
+        if counters:  # the other processes read just the counts (`read_counts`)
+            self.store.submit(lambda db: (write(db), changes.bump(db, "chaos-counts")))
         else:
             self.generation += 1
             self.store.submit(lambda db: (write(db), changes.bump(db, "chaos")))

@@ -121,7 +121,7 @@ class Control:
         out = _endpoint_summary(ep)
         if with_drift:
             try:
-                out["drift"] = self.drift.stats(ep.id)
+                out["drift"] = self.drift.stats(ep)
             except Unavailable:
                 out["drift"] = None
         out["latency_histogram"] = [{"ms": round(ms, 2), "count": n} for ms, n in _histogram(ep.stats)]
@@ -156,8 +156,7 @@ class Control:
         return found
 
     def drift_stats(self, text: str) -> dict:
-        ep = self.find_endpoint(text)
-        return self.drift.stats(ep.id)
+        return self.drift.stats(self.find_endpoint(text))
 
     # --- drift ------------------------------------------------------------------------
 

@@ -449,8 +449,6 @@ class DriftWatch:
         self._by_key: dict[str, Alert] = {}
         self._ok: dict[tuple, set[str]] = {}
         self._drift_cache: dict[tuple, list[dict]] = {}
-        self._checked: Counter[str] = Counter()
-        self._drifted: Counter[str] = Counter()
         # (endpoint, "status" | "content_type", value) -> keys of the alerts that hold it out
         # of the baseline: open or kept ones. Such a status stays drift however often it comes.
         self._held: dict[tuple[str, str, str], set[str]] = {}
@@ -533,8 +531,11 @@ class DriftWatch:
         except (RecursionError, TypeError, ValueError) as e:  # a body we cannot reason about
             log.debug("drift check skipped for %s: %s", getattr(endpoint, "id", endpoint), e)
             return None
-        self._checked[endpoint.id] += 1
-        return self._record(endpoint.id, "response", status, findings, value) if findings else None
+        endpoint.stats.drift_checked += 1
+        if not findings:
+            return None
+        endpoint.stats.drift_drifted += 1
+        return self._record(endpoint.id, "response", status, findings, value)
 
     def check_request(self, endpoint, content_type: str, value: Any) -> Alert | None:
         """Check one request body against the learned request schema."""
@@ -629,7 +630,6 @@ class DriftWatch:
             alert.count += 1
             alert.last_seen = mine.last_seen = now
             mine.count += 1
-            self._drifted[eid] += 1
         self._schedule()
         return alert
 
@@ -708,15 +708,17 @@ class DriftWatch:
         for k in [k for k in self._drift_cache if k[0] == endpoint_id]:
             del self._drift_cache[k]
 
-    def stats(self, endpoint_id: str) -> dict:
-        mine = self.alerts(endpoint=endpoint_id)
-        checked, drifted = self._checked[endpoint_id], self._drifted[endpoint_id]
+    def stats(self, endpoint) -> dict:
+        """One endpoint's alerts, and the real responses checked and drifted: counted with its
+        statistics, so in the store, by every process, since it was learned."""
+        mine = self.alerts(endpoint=endpoint.id)
+        checked, drifted = endpoint.stats.drift_checked, endpoint.stats.drift_drifted
         return {
-            "endpoint": endpoint_id,
+            "endpoint": endpoint.id,
             "alerts": len(mine),
             "open": sum(1 for a in mine if not a.resolved),
             "last_drift": max((a.last_seen for a in mine), default=None),
-            "checked": checked,  # since this process started
+            "checked": checked,
             "drifted": drifted,
             "share": (drifted / checked) if checked else 0.0,
         }

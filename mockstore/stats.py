@@ -105,6 +105,9 @@ class EndpointStats:
     query_patterns: dict[str, dict] = field(default_factory=dict)
     # status text -> response field -> the values it took (see mockstore.values)
     values: dict[str, dict] = field(default_factory=dict)
+    # real responses the drift watch checked, and those of them that drifted (every process's)
+    drift_checked: int = 0
+    drift_drifted: int = 0
 
     EMA_ALPHA = 0.1
 
@@ -194,6 +197,8 @@ class EndpointStats:
                     dst[k] = n
                 else:
                     dst.pop(k, None)
+        self.drift_checked += sign * other.drift_checked
+        self.drift_drifted += sign * other.drift_drifted
         if other.values:
             _values.combine(self.values, other.values, sign)
         if sign > 0:
@@ -225,7 +230,7 @@ class EndpointStats:
         return EndpointStats(
             self.count, self.ema_ms, dict(self.latency), dict(self.statuses), dict(self.content_types),
             {k: dict(v) for k, v in self.query.items()}, {k: dict(v) for k, v in self.query_patterns.items()},
-            _values.copy(self.values) if self.values else {},
+            _values.copy(self.values) if self.values else {}, self.drift_checked, self.drift_drifted,
         )
 
     def percentile(self, p: float) -> float | None:
@@ -271,6 +276,8 @@ class EndpointStats:
             "query": self.query,
             "query_patterns": self.query_patterns,
             "values": self.values,
+            "drift_checked": self.drift_checked,
+            "drift_drifted": self.drift_drifted,
             "p50": self.percentile(50),
             "p95": self.percentile(95),
             "p99": self.percentile(99),
@@ -289,6 +296,8 @@ class EndpointStats:
             statuses={int(k): v for k, v in d.get("statuses", {}).items()},
             content_types=dict(d.get("content_types", {})),
             values=_values.from_json(d.get("values")),
+            drift_checked=d.get("drift_checked", 0),
+            drift_drifted=d.get("drift_drifted", 0),
         )
         if len(query) <= QUERY_NAMES:
             s.query, s.query_patterns = dict(query), dict(patterns)

@@ -178,6 +178,30 @@ def test_rules_and_counters_persist(tmp_path):
     store.close()
 
 
+def test_two_processes_see_each_others_counts(tmp_path):
+    """Two proxies on one store (workers): each one's counts, once stored, are in the other's
+    rules too, and its own not stored yet stay counted."""
+    path = tmp_path / "m.db"
+    a_store, b_store = Store(path), Store(path)
+    a = make(a_store, {"id": "down", "effect": "error", "status": 503})
+    assert a_store.flush()
+    b = ChaosRules(b_store)
+    for _ in range(5):
+        Chaos(a).decide(flow(), "GET", "/users/{id}")
+    for _ in range(3):
+        Chaos(b).decide(flow(), "GET", "/users/{id}")
+    a.flush_counters()
+    assert a_store.flush()
+    Chaos(b).decide(flow(), "GET", "/users/{id}")  # one more of b's, not stored
+    b.apply_counts(b.read_counts(b_store.reader()))
+    assert b.get("down").applied == 5 + 4
+    b.flush_counters()
+    assert b_store.flush()
+    a.apply_counts(a.read_counts(a_store.reader()))
+    assert a.get("down").applied == 9
+    a_store.close(); b_store.close()
+
+
 def test_rules_file_reloads_on_change_and_keeps_cli_rules(tmp_path, store):
     path = tmp_path / "chaos.yaml"
     path.write_text("- {id: slow, template: /a, effect: latency, ms: 10}\n")

@@ -14,6 +14,7 @@ from genson import SchemaBuilder
 from mockstore import drift as drift_mod
 from mockstore.cli.drift import register
 from mockstore.drift import DriftError, DriftWatch, compare, validate_options
+from mockstore.stats import EndpointStats
 from mockstore.store import Store
 
 
@@ -32,6 +33,7 @@ class FakeEndpoint:
     _resp_n: Counter = field(default_factory=Counter)
     _req: SchemaBuilder | None = None
     _req_n: int = 0
+    stats: EndpointStats = field(default_factory=EndpointStats)  # the drift watch counts into it
 
     def learn(self, status: int, value, content_type: str = "application/json") -> None:
         self.count += 1
@@ -281,10 +283,10 @@ def test_stats(store, learned):
     for i in range(3):
         observe(watch, learned, 200, user(i * 2))
     observe(watch, learned, 200, user(1, created=1))
-    s = watch.stats(learned.id)
+    s = watch.stats(learned)
     assert (s["alerts"], s["open"], s["checked"], s["drifted"]) == (1, 1, 4, 1)
     assert s["share"] == pytest.approx(0.25) and s["last_drift"] is not None
-    assert watch.stats("GET nowhere/x")["alerts"] == 0
+    assert watch.stats(FakeEndpoint(id="GET nowhere/x"))["alerts"] == 0
 
 
 @pytest.mark.parametrize("value", [

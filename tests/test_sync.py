@@ -131,6 +131,24 @@ def test_a_process_that_never_timed_an_endpoint_takes_the_stores_ema(tmp_path):
     a.close(); b.close()
 
 
+def test_drift_checks_add_up_across_processes(tmp_path):
+    """The responses the drift watch checked and saw drift are counts of the endpoint's: each
+    process's add up in the store and in every process (the admin API of a pool shows all)."""
+    path = tmp_path / "shared.db"
+    a, b = Proc(path, 1), Proc(path, 2)
+    for proc, checked, drifted in ((a, 3, 1), (b, 4, 2)):
+        proc.learn([exchange("/users/1", {"id": 1})])
+        (ep,) = proc.model.endpoints.values()
+        ep.stats.drift_checked += checked  # as DriftWatch.check_response counts
+        ep.stats.drift_drifted += drifted
+        proc.persist()
+    a.persist()
+    for model in (a.model, b.model, Model.load(Store(path).db)):
+        (ep,) = model.endpoints.values()
+        assert (ep.stats.drift_checked, ep.stats.drift_drifted) == (7, 3)
+    a.close(); b.close()
+
+
 def test_opening_after_a_kill_counts_every_stored_row(tmp_path):
     path = tmp_path / "s.db"
     p = Proc(path, 0)

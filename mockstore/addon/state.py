@@ -87,6 +87,7 @@ class State:
         if reopened:
             self.watch = changes.Watch(self.store.reader(), {
                 "chaos": lambda db: self.chaos.rules.read_stored(db) if self.chaos else None,
+                "chaos-counts": lambda db: self.chaos.rules.read_counts(db) if self.chaos else None,
                 "vb": lambda db: self.vb.reload() if self.vb else None,
                 "mode": lambda db: changes.get_setting(db, "mode"),
                 "stream": lambda db: changes.get_setting(db, "stream"),

@@ -53,6 +53,8 @@ class Timers:
         for concern, value in state.watch.take():
             if concern == "chaos" and value is not None and state.chaos is not None:
                 state.chaos.rules.apply_stored(value)
+            elif concern == "chaos-counts" and value is not None and state.chaos is not None:
+                state.chaos.rules.apply_counts(value)
             elif concern == "mode" and value in MODES and value != state.mode:
                 ctx.options.update(mock_mode=value)
                 log.info(f"mockstore: mode {value} (changed on the store)")
