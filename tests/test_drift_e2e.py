@@ -167,17 +167,22 @@ def test_an_api_gone_410_is_one_alert_and_every_flow_is_marked(backend, proxy, t
     assert not any(fl.marked for fl in flows if fl.response.status_code == 200)
 
 
+def learned_by_one(served, url: str, db, paths: list[str]) -> str:
+    """The contract a pool starts from: one `serve` learns these paths into `db` and stops;
+    its output."""
+    learning = served("serve", url, db, "learn", workers=1)
+    with httpx.Client(base_url=learning.url, timeout=20) as c:
+        for path in paths:
+            assert c.get(path).status_code == 200
+    return learning.stop()
+
+
 def test_two_workers_count_one_drift_together(served, backend, tmp_path):
     """`mockstore serve --workers 2`: two processes, each with its own watch, see the same two
     drifts; the store holds one alert per drift, numbered once, counting every sighting."""
     api, url = backend("base")
     db = tmp_path / "shared.db"
-    learning = served("serve", url, db, "learn", workers=1)
-    with httpx.Client(base_url=learning.url, timeout=20) as c:
-        for i in range(1, 9):
-            assert c.get(f"/users/{i}").status_code == 200
-            assert c.get(f"/users?page={i}").status_code == 200
-    out = learning.stop()
+    out = learned_by_one(served, url, db, [p for i in range(1, 9) for p in (f"/users/{i}", f"/users?page={i}")])
     with sqlite3.connect(db) as conn:
         since = conn.execute("select max(id), count(*) from exchanges").fetchone()
     assert since[1] == 16, f"the learning proxy stored {since[1]} of its 16 exchanges:\n{out[-3000:]}"
@@ -213,11 +218,7 @@ def test_a_drift_resolved_by_the_cli_stays_resolved_in_every_worker(served, back
     no alert in either, and the alert stays resolved."""
     api, url = backend("base")
     db = tmp_path / "shared.db"
-    learning = served("serve", url, db, "learn", workers=1)
-    with httpx.Client(base_url=learning.url, timeout=20) as c:
-        for i in range(1, 9):
-            assert c.get(f"/users/{i}").status_code == 200
-    learning.stop()
+    learned_by_one(served, url, db, [f"/users/{i}" for i in range(1, 9)])
 
     api = switch_backend(api, backend, url, "renamed")  # user_id -> userId
     proxy = served("serve", url, db, "learn", workers=2)
