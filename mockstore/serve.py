@@ -198,16 +198,21 @@ def share_port() -> None:
     cls.listen = listen
 
 
+def log_line_by_line(stream) -> None:
+    """One write per line, as it happens. Several workers share one stdout: into a file or a
+    pipe Python writes 8 KB chunks that end mid-line, and unbuffered (PYTHONUNBUFFERED) a
+    printed line is two writes, its text and its newline; either way another worker's line
+    could land inside one."""
+    if hasattr(stream, "reconfigure"):
+        stream.reconfigure(line_buffering=True, write_through=False)
+
+
 def run(settings: dict, extra_addons: Iterable = (), *, with_mockstore: bool = True, shared_port: bool = False) -> None:
     """Run a lean master with these options (mitmproxy's and mockstore's) until stopped.
 
     `shared_port`: listen with SO_REUSEPORT, one of several workers (see mockstore.workers).
     `with_mockstore=False`: the bare lean master, for measuring what mockstore adds."""
-    # The log, line by line as it happens, also into a file or a pipe (where Python would
-    # write 8 KB chunks that end mid-line: several workers share one stdout, and one worker's
-    # chunk could land inside another's line).
-    if hasattr(sys.stdout, "reconfigure"):
-        sys.stdout.reconfigure(line_buffering=True)
+    log_line_by_line(sys.stdout)
     if shared_port:
         share_port()
     skip_type_checks()

@@ -5,12 +5,13 @@ process: test_workers.py, test_e2e.py.)"""
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 
 import pytest
 from mitmproxy import exceptions, hooks, master, options
 
-from mockstore.serve import HandlerIndex
+from mockstore.serve import HandlerIndex, log_line_by_line
 
 
 class Recorder:
@@ -77,3 +78,33 @@ def test_the_lean_master_skips_mitmproxys_debug_type_checks(monkeypatch):
     monkeypatch.setattr(http.MessageData, "__post_init__", http.MessageData.__post_init__)  # undone after
     skip_type_checks()
     assert response("200").data.status_code == "200"  # unchecked
+
+
+class Writes(io.RawIOBase):
+    """A raw stream that keeps each write it is given."""
+
+    def __init__(self):
+        self.writes: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.writes.append(bytes(b))
+        return len(b)
+
+
+@pytest.mark.parametrize("how", ["block-buffered", "unbuffered"])
+def test_the_log_is_one_write_a_line(how):
+    """What several workers sharing one stdout need: a whole line in one write, at once. A
+    file gets block buffering (8 KB writes that end mid-line); PYTHONUNBUFFERED gives a
+    printed line two writes (its text, its newline)."""
+    raw = Writes()
+    if how == "block-buffered":
+        stream = io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8")
+    else:  # as python -u makes stdout
+        stream = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
+    log_line_by_line(stream)
+    print("[18:37:07.185] mockstore drift: GET /users/{id}", file=stream)
+    print("second", file=stream)
+    assert raw.writes == [b"[18:37:07.185] mockstore drift: GET /users/{id}\n", b"second\n"]
