@@ -535,19 +535,12 @@ class ChaosRules:
         return enabled, rules
 
     def apply_stored(self, stored: tuple[bool, list[Rule]]) -> None:
-        """Take what `read_stored` read. Counts not in the store yet stay counted: those not
-        handed to it, and those handed but not committed when it was read (the counts only
-        grow, so the larger of the two is the later)."""
+        """Take what `read_stored` read: the switch, the rules, their counts (`_count_in`)."""
         enabled, rules = stored
         mine = {r.id: r for r in self._rules}
         with self._lock:
             for r in rules:
-                a, s = self._deltas.get(r.id, (0, 0))
-                r.applied += a
-                r.skipped += s
-                if r.id in mine:
-                    r.applied = max(r.applied, mine[r.id].applied)
-                    r.skipped = max(r.skipped, mine[r.id].skipped)
+                self._count_in(r, (r.applied, r.skipped), mine.get(r.id))
         self._enabled = enabled
         self._rules = rules
 
@@ -556,14 +549,20 @@ class ChaosRules:
         return {rid: (a or 0, s or 0) for rid, a, s in db.execute("select id, applied, skipped from chaos_rules")}
 
     def apply_counts(self, counts: dict[str, tuple[int, int]]) -> None:
-        """Take the stored counts (other processes' faults among them), plus this process's not
-        stored yet; a count handed to the store but not committed when it was read is in the
-        rule's own count already (counts only grow: the larger is the later)."""
+        """Take what `read_counts` read (other processes' faults among them)."""
         with self._lock:
             for r in self._rules:
                 if r.id in counts:
-                    (a, s), (da, ds) = counts[r.id], self._deltas.get(r.id, (0, 0))
-                    r.applied, r.skipped = max(r.applied, a + da), max(r.skipped, s + ds)
+                    self._count_in(r, counts[r.id], r)
+
+    def _count_in(self, rule: Rule, stored: tuple[int, int], shown: Rule | None) -> None:
+        """A rule's counts: the stored ones plus this process's not handed to the store yet,
+        and never fewer than it showed (a count handed but not committed when the store was
+        read is in what it showed; counts only grow, so the larger is the later)."""
+        (a, s), (da, ds) = stored, self._deltas.get(rule.id, (0, 0))
+        rule.applied, rule.skipped = a + da, s + ds
+        if shown is not None:
+            rule.applied, rule.skipped = max(rule.applied, shown.applied), max(rule.skipped, shown.skipped)
 
     def _save(self, rules: list[Rule]) -> None:
         rows = [(r.id, self._rules.index(r), r.source, json.dumps(r.spec())) for r in rules]
